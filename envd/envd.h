@@ -1,0 +1,49 @@
+/* cube-envd: the agent inside every sandbox (PID 1). Shared state and helpers used by the
+ * process service, the filesystem service and the plain HTTP endpoints. */
+#ifndef CUBE_ENVD_ENVD_H
+#define CUBE_ENVD_ENVD_H
+
+#include <jansson.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "common/error.h"
+#include "common/http_server.h"
+
+struct envd_state {
+	uv_loop_t *loop;
+	json_t *env_vars;          /* global envs: create's envVars (+ E2B_SANDBOX*, set at init) */
+	char *access_token;        /* NULL = no token enforced */
+	char *default_user;        /* "user" unless /init says otherwise */
+	char *default_workdir;     /* NULL = the user's home */
+	char *sandbox_id, *template_id;
+	unsigned long long max_upload_bytes;
+	long long started_ms;
+};
+extern struct envd_state envd;
+
+struct envd_user {
+	uid_t uid;
+	gid_t gid;
+	char name[64];
+	char home[512];
+	char shell[256];
+	gid_t groups[64];
+	int ngroups;
+};
+
+/* Look a user up in the sandbox's /etc/passwd and /etc/group (no NSS: envd is static).
+ * Unknown user -> status 401 with "invalid username: '<name>'". */
+int envd_user_lookup(const char *name, struct envd_user *out, cube_err *err);
+/* Path rules of the protocol (§3.8): empty -> default workdir or home; ~ and ~/x -> home;
+ * ~name -> error; relative -> joined with home and cleaned. */
+int envd_resolve_path(const char *in, const struct envd_user *u, char *out, size_t outlen, cube_err *err);
+/* X-Access-Token check: 1 if no token is configured or the header matches (constant time). */
+int envd_token_ok(http_req *req);
+
+/* Plain HTTP handlers implemented by the files facility (files_http.c). token_ok tells whether
+ * X-Access-Token already authorised the request; otherwise a valid signature is required. */
+void envd_files_get(http_req *req, int token_ok);
+void envd_files_post(http_req *req, int token_ok);
+
+#endif
