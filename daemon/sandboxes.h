@@ -1,0 +1,69 @@
+/* The node agent's table of sandboxes: create (runtime in a worker thread), kill, expiry, adoption
+ * after a restart, per-sandbox log lines. Everything here runs on cubed's loop thread; the slow
+ * runtime calls run in libuv's threadpool. The API and the proxy use only this header. */
+#ifndef CUBE_DAEMON_SANDBOXES_H
+#define CUBE_DAEMON_SANDBOXES_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "common/error.h"
+#include "runtime/runtime.h"
+
+#define SBX_CLIENT_ID "6532622b"
+#define SBX_ENVD_PORT 49983
+
+enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_KILLING };
+
+struct sandbox {
+	char id[32];
+	char template_id[128];     /* resolved template name */
+	json_t *metadata;          /* object string->string, never NULL */
+	json_t *env_vars;          /* object string->string, never NULL */
+	char access_token[80];     /* "" when the sandbox is not secure */
+	long long started_ms, end_ms;
+	unsigned cpu_count, memory_mb, disk_mb;
+	enum sbx_state state;
+	struct rt_sandbox rt;
+	/* private to daemon/sandboxes.c */
+	uv_poll_t *exit_watch;
+	json_t *logs;              /* array of {timestamp, level, message, fields} */
+	int refs;
+};
+
+struct sbx_create_req {
+	const char *template_ref;  /* id, alias or name:tag */
+	json_t *metadata;          /* borrowed; may be NULL */
+	json_t *env_vars;          /* borrowed; may be NULL */
+	int timeout_s;             /* time to live from now */
+	int secure;                /* issue an envd access token */
+};
+
+typedef void (*sbx_create_cb)(struct sandbox *sb, const cube_err *err, void *arg);
+
+struct sbx_config {
+	uv_loop_t *loop;
+	const char *state_dir;
+	const char *instance;
+	unsigned max_timeout_s;    /* longest allowed TTL */
+	unsigned long long max_upload_bytes; /* envd upload limit */
+};
+
+int sbx_init(const struct sbx_config *cfg, cube_err *err);   /* opens the store, adopts live sandboxes, reclaims the rest */
+/* Asynchronous create. On success cb gets the RUNNING sandbox (already in the table, envd ready). */
+void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg);
+struct sandbox *sbx_find(const char *id);          /* RUNNING or STARTING; NULL if unknown/killed */
+/* Remove from the table now (data plane answers 502 at once) and destroy in the background. */
+int sbx_kill(const char *id, cube_err *err);
+/* end = now + seconds (may shorten); extend_only keeps the later of the two (connect). */
+void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only);
+/* Iterate over sandboxes in the table (loop thread). */
+void sbx_foreach(void (*fn)(struct sandbox *sb, void *arg), void *arg);
+size_t sbx_count(void);
+int sbx_stats(struct sandbox *sb, struct rt_stats *out, cube_err *err);
+void sbx_log(struct sandbox *sb, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Open a non-blocking TCP socket inside the sandbox's network namespace (connect it to 127.0.0.1:port). */
+int sbx_socket(struct sandbox *sb, cube_err *err);
+void sbx_shutdown(void);                           /* on cubed exit: leave sandboxes running, close the store */
+
+#endif
