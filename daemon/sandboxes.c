@@ -1,0 +1,465 @@
+/* The node agent's sandbox table. Creation and destruction call the runtime in libuv's threadpool;
+ * the table itself, expiry and persistence live on the loop thread. Each sandbox is written to the
+ * store when it is running, so after a crash or restart live sandboxes are adopted and dead ones
+ * reclaimed (see sbx_init). */
+#include "daemon/sandboxes.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "image/template.h"
+#include "store/store.h"
+
+#define MAX_LOG_LINES 1000
+#define EXPIRY_TICK_MS 200
+
+static struct {
+	struct sbx_config cfg;
+	struct sandbox **items;
+	size_t n, cap;
+	uv_timer_t expiry;
+} S;
+
+/* ---- table ---- */
+
+static int table_add(struct sandbox *sb)
+{
+	if (S.n == S.cap) {
+		size_t nc = S.cap ? S.cap * 2 : 64;
+		struct sandbox **ni = realloc(S.items, nc * sizeof *ni);
+		if (!ni)
+			return -1;
+		S.items = ni;
+		S.cap = nc;
+	}
+	S.items[S.n++] = sb;
+	return 0;
+}
+
+static void table_remove(struct sandbox *sb)
+{
+	for (size_t i = 0; i < S.n; i++) {
+		if (S.items[i] == sb) {
+			S.items[i] = S.items[--S.n];
+			return;
+		}
+	}
+}
+
+struct sandbox *sbx_find(const char *id)
+{
+	for (size_t i = 0; i < S.n; i++)
+		if (strcmp(S.items[i]->id, id) == 0)
+			return S.items[i];
+	return NULL;
+}
+
+void sbx_foreach(void (*fn)(struct sandbox *sb, void *arg), void *arg)
+{
+	for (size_t i = 0; i < S.n; i++)
+		fn(S.items[i], arg);
+}
+
+size_t sbx_count(void)
+{
+	return S.n;
+}
+
+static struct sandbox *sandbox_new(void)
+{
+	struct sandbox *sb = calloc(1, sizeof *sb);
+	if (!sb)
+		return NULL;
+	sb->metadata = json_object();
+	sb->env_vars = json_object();
+	sb->logs = json_array();
+	sb->rt.pid = -1;
+	sb->rt.pidfd = -1;
+	sb->rt.netns_fd = -1;
+	sb->refs = 1;
+	return sb;
+}
+
+static void sandbox_unref(struct sandbox *sb)
+{
+	if (--sb->refs > 0)
+		return;
+	json_decref(sb->metadata);
+	json_decref(sb->env_vars);
+	json_decref(sb->logs);
+	free(sb);
+}
+
+/* ---- logs ---- */
+
+static void log_entry(struct sandbox *sb, const char *level, const char *message, int persist)
+{
+	long long now = cube_now_ms();
+	char ts[40];
+	cube_format_time(now, ts, sizeof ts);
+	json_array_append_new(sb->logs, json_pack("{s:s,s:s,s:s,s:{}}", "timestamp", ts, "level", level,
+						  "message", message, "fields"));
+	if (json_array_size(sb->logs) > MAX_LOG_LINES)
+		json_array_remove(sb->logs, 0);
+	if (persist) {
+		cube_err err;
+		if (store_log_append(sb->id, now, level, message, &err) < 0)
+			log_warn("sandbox %s: persist log line: %s", sb->id, err.msg);
+	}
+}
+
+void sbx_log(struct sandbox *sb, const char *level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_entry(sb, level, msg, 1);
+}
+
+/* ---- persistence ---- */
+
+static void persist(struct sandbox *sb)
+{
+	struct store_sandbox s = {
+		.id = sb->id, .template_id = sb->template_id, .metadata = sb->metadata, .env_vars = sb->env_vars,
+		.access_token = sb->access_token, .started_ms = sb->started_ms, .end_ms = sb->end_ms,
+		.cpu_count = sb->cpu_count, .memory_mb = sb->memory_mb, .disk_mb = sb->disk_mb,
+		.pid = sb->rt.pid, .start_time = sb->rt.start_time,
+	};
+	cube_err err;
+	if (store_sandbox_put(&s, &err) < 0)
+		log_error("sandbox %s: persist: %s", sb->id, err.msg);
+}
+
+/* ---- destruction ---- */
+
+struct kill_work {
+	uv_work_t work;
+	struct sandbox *sb;
+	cube_err err;
+	int rc;
+};
+
+static void kill_in_worker(uv_work_t *w)
+{
+	struct kill_work *kw = (struct kill_work *)w;
+	kw->rc = rt_kill(kw->sb->id, &kw->sb->rt, &kw->err);
+}
+
+static void kill_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct kill_work *kw = (struct kill_work *)w;
+	if (kw->rc < 0)
+		log_error("sandbox %s: destroy: %s", kw->sb->id, kw->err.msg);
+	else
+		log_info("sandbox %s destroyed", kw->sb->id);
+	sandbox_unref(kw->sb);
+	free(kw);
+}
+
+static void on_exit_watch_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void stop_exit_watch(struct sandbox *sb)
+{
+	if (sb->exit_watch) {
+		uv_close((uv_handle_t *)sb->exit_watch, on_exit_watch_closed);
+		sb->exit_watch = NULL;
+	}
+}
+
+/* Take the sandbox out of service now and destroy it in the background. */
+static void retire(struct sandbox *sb, const char *why)
+{
+	table_remove(sb);
+	sb->state = SBX_KILLING;
+	stop_exit_watch(sb);
+	sbx_log(sb, "info", "sandbox %s", why);
+	cube_err err;
+	if (store_sandbox_delete(sb->id, &err) < 0)
+		log_error("sandbox %s: unpersist: %s", sb->id, err.msg);
+	struct kill_work *kw = calloc(1, sizeof *kw);
+	if (!kw) {
+		rt_kill(sb->id, &sb->rt, &err);
+		sandbox_unref(sb);
+		return;
+	}
+	kw->sb = sb;
+	uv_queue_work(S.cfg.loop, &kw->work, kill_in_worker, kill_done);
+}
+
+int sbx_kill(const char *id, cube_err *err)
+{
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || sb->state != SBX_RUNNING)
+		return cube_fail(err, 404, 0, "sandbox \"%s\" doesn't exist or you don't have access to it", id);
+	log_info("sandbox %s killed by request", id);
+	retire(sb, "killed");
+	return 0;
+}
+
+/* The sandbox's init (envd) exited on its own: OOM of envd, a crash, or killed from outside. */
+static void on_init_exit(uv_poll_t *h, int status, int events)
+{
+	(void)status;
+	(void)events;
+	struct sandbox *sb = h->data;
+	log_warn("sandbox %s: init process exited; removing the sandbox", sb->id);
+	retire(sb, "stopped: its init process exited");
+}
+
+static void watch_exit(struct sandbox *sb)
+{
+	if (sb->rt.pidfd < 0)
+		return;
+	uv_poll_t *p = malloc(sizeof *p);
+	if (!p)
+		return;
+	if (uv_poll_init(S.cfg.loop, p, sb->rt.pidfd) < 0) {
+		free(p);
+		return;
+	}
+	p->data = sb;
+	uv_poll_start(p, UV_READABLE, on_init_exit);
+	sb->exit_watch = p;
+}
+
+static void on_expiry_tick(uv_timer_t *t)
+{
+	(void)t;
+	long long now = cube_now_ms();
+	for (size_t i = 0; i < S.n;) {
+		struct sandbox *sb = S.items[i];
+		if (sb->state == SBX_RUNNING && sb->end_ms <= now) {
+			log_info("sandbox %s reached its timeout", sb->id);
+			retire(sb, "killed: timeout reached");
+			continue; /* retire moved another item into slot i */
+		}
+		i++;
+	}
+}
+
+void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only)
+{
+	if (seconds < 0)
+		seconds = 0;
+	long long end = cube_now_ms() + (long long)seconds * 1000;
+	if (extend_only && end < sb->end_ms)
+		return;
+	sb->end_ms = end;
+	cube_err err;
+	if (store_sandbox_set_end(sb->id, end, &err) < 0)
+		log_error("sandbox %s: persist timeout: %s", sb->id, err.msg);
+}
+
+/* ---- creation ---- */
+
+struct create_work {
+	uv_work_t work;
+	struct sandbox *sb;
+	struct rt_spec spec;
+	char *envd_config;
+	char rootfs[4096];
+	sbx_create_cb cb;
+	void *arg;
+	cube_err err;
+	int rc;
+	long long t0;
+};
+
+static void create_in_worker(uv_work_t *w)
+{
+	struct create_work *cw = (struct create_work *)w;
+	cw->rc = rt_start(&cw->spec, &cw->sb->rt, &cw->err);
+}
+
+static void create_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct create_work *cw = (struct create_work *)w;
+	struct sandbox *sb = cw->sb;
+	if (cw->rc < 0) {
+		log_error("sandbox %s: create failed: %s", sb->id, cw->err.msg);
+		table_remove(sb);
+		cw->cb(NULL, &cw->err, cw->arg);
+		sandbox_unref(sb);
+	} else {
+		sb->state = SBX_RUNNING;
+		persist(sb);
+		watch_exit(sb);
+		sbx_log(sb, "info", "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
+			cube_mono_ms() - cw->t0, (int)sb->rt.pid);
+		cw->cb(sb, NULL, cw->arg);
+	}
+	free(cw->envd_config);
+	free(cw);
+}
+
+static json_t *merged_envs(const struct tpl *t, json_t *req_envs)
+{
+	json_t *env = json_object();
+	if (t->envs)
+		json_object_update(env, t->envs);
+	if (req_envs)
+		json_object_update(env, req_envs);
+	return env;
+}
+
+void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	const struct tpl *t = tpl_find(req->template_ref);
+	if (!t) {
+		cube_fail(&err, 404, 0, "template '%s' not found", req->template_ref);
+		cb(NULL, &err, arg);
+		return;
+	}
+	struct sandbox *sb = sandbox_new();
+	struct create_work *cw = calloc(1, sizeof *cw);
+	if (!sb || !cw) {
+		free(cw);
+		if (sb)
+			sandbox_unref(sb);
+		cube_fail(&err, 500, ENOMEM, "create sandbox");
+		cb(NULL, &err, arg);
+		return;
+	}
+	sb->id[0] = 'i';
+	do {
+		cube_random_alnum(sb->id + 1, 20);
+	} while (sbx_find(sb->id));
+	snprintf(sb->template_id, sizeof sb->template_id, "%s", t->name);
+	if (req->metadata)
+		json_object_update(sb->metadata, req->metadata);
+	json_decref(sb->env_vars);
+	sb->env_vars = merged_envs(t, req->env_vars);
+	if (req->secure)
+		cube_random_hex(sb->access_token, 20);
+	sb->started_ms = cube_now_ms();
+	sb->end_ms = sb->started_ms + (long long)req->timeout_s * 1000;
+	sb->cpu_count = t->cpu_count;
+	sb->memory_mb = t->memory_mb;
+	sb->disk_mb = t->disk_mb;
+	sb->state = SBX_STARTING;
+
+	json_t *conf = json_pack("{s:s,s:s,s:O,s:s,s:I,s:s}", "sandboxID", sb->id, "templateID", sb->template_id,
+				 "envVars", sb->env_vars, "defaultUser", "user", "maxUploadBytes",
+				 (json_int_t)S.cfg.max_upload_bytes, "hostname", sb->id);
+	json_object_set_new(conf, "accessToken", sb->access_token[0] ? json_string(sb->access_token) : json_null());
+	cw->envd_config = json_dumps(conf, JSON_COMPACT);
+	json_decref(conf);
+	snprintf(cw->rootfs, sizeof cw->rootfs, "%s", t->rootfs);
+	cw->sb = sb;
+	cw->cb = cb;
+	cw->arg = arg;
+	cw->t0 = cube_mono_ms();
+	cw->spec = (struct rt_spec){
+		.id = sb->id,
+		.rootfs = cw->rootfs,
+		.hostname = sb->id,
+		.cpu_millis = t->cpu_count * 1000,
+		.memory_bytes = (unsigned long long)t->memory_mb << 20,
+		.disk_bytes = (unsigned long long)t->disk_mb << 20,
+		.pids_max = 1024,
+		.envd_config = cw->envd_config,
+	};
+	table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
+	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);
+}
+
+int sbx_stats(struct sandbox *sb, struct rt_stats *out, cube_err *err)
+{
+	return rt_stats(sb->id, &sb->rt, out, err);
+}
+
+int sbx_socket(struct sandbox *sb, cube_err *err)
+{
+	if (sb->state != SBX_RUNNING || sb->rt.netns_fd < 0)
+		return cube_fail(err, 502, 0, "sandbox %s is not running", sb->id);
+	return rt_connect_socket(sb->rt.netns_fd, err);
+}
+
+/* ---- start-up: adopt what survived, reclaim the rest ---- */
+
+struct adopt_ctx {
+	char **live;
+	size_t nlive, cap;
+};
+
+static void adopt_one(const struct store_sandbox *s, void *arg)
+{
+	struct adopt_ctx *ctx = arg;
+	cube_err err = {0};
+	struct sandbox *sb = sandbox_new();
+	if (!sb)
+		return;
+	snprintf(sb->id, sizeof sb->id, "%s", s->id);
+	snprintf(sb->template_id, sizeof sb->template_id, "%s", s->template_id);
+	if (s->metadata)
+		json_object_update(sb->metadata, s->metadata);
+	if (s->env_vars)
+		json_object_update(sb->env_vars, s->env_vars);
+	snprintf(sb->access_token, sizeof sb->access_token, "%s", s->access_token ? s->access_token : "");
+	sb->started_ms = s->started_ms;
+	sb->end_ms = s->end_ms;
+	sb->cpu_count = s->cpu_count;
+	sb->memory_mb = s->memory_mb;
+	sb->disk_mb = s->disk_mb;
+	if (s->end_ms <= cube_now_ms() || rt_adopt(s->id, s->pid, s->start_time, &sb->rt, &err) < 0) {
+		log_info("sandbox %s did not survive the restart (%s); reclaiming it",
+			 s->id, err.msg[0] ? err.msg : "expired");
+		log_entry(sb, "info", "sandbox killed: it did not survive a restart of cubed", 1);
+		store_sandbox_delete(s->id, NULL);
+		sandbox_unref(sb);
+		return;
+	}
+	sb->state = SBX_RUNNING;
+	table_add(sb);
+	watch_exit(sb);
+	sbx_log(sb, "info", "sandbox adopted after a restart of cubed");
+	if (ctx->nlive == ctx->cap) {
+		ctx->cap = ctx->cap ? ctx->cap * 2 : 16;
+		ctx->live = realloc(ctx->live, ctx->cap * sizeof *ctx->live);
+	}
+	ctx->live[ctx->nlive++] = sb->id;
+	log_info("sandbox %s adopted (pid %d)", sb->id, (int)sb->rt.pid);
+}
+
+int sbx_init(const struct sbx_config *cfg, cube_err *err)
+{
+	S.cfg = *cfg;
+	char db[4096];
+	snprintf(db, sizeof db, "%s/cubed.db", cfg->state_dir);
+	if (store_open(db, err) < 0)
+		return cube_wrap(err, "open state %s", db);
+	struct adopt_ctx ctx = {0};
+	if (store_sandbox_load_all(adopt_one, &ctx, err) < 0)
+		return cube_wrap(err, "load sandboxes");
+	int reclaimed = rt_reclaim((const char *const *)ctx.live, ctx.nlive, err);
+	free(ctx.live);
+	if (reclaimed < 0)
+		return cube_wrap(err, "reclaim leftovers");
+	if (reclaimed > 0)
+		log_info("reclaimed %d leftover sandbox(es) from an earlier run", reclaimed);
+	uv_timer_init(cfg->loop, &S.expiry);
+	uv_timer_start(&S.expiry, on_expiry_tick, EXPIRY_TICK_MS, EXPIRY_TICK_MS);
+	return 0;
+}
+
+void sbx_shutdown(void)
+{
+	/* Sandboxes keep running: the next cubed adopts them (documented in docs/operations.md). */
+	uv_timer_stop(&S.expiry);
+	store_close();
+}
