@@ -1,0 +1,266 @@
+/* Template registry: parses each <templates-dir>/<name>/template.json, checks the rootfs, shifts its
+ * owners for the sandbox uid range (rootfs_shift.c) and serves lookups by name to the API and runtime.
+ * A registry is immutable once published; a reload publishes a new one and retires the old. */
+#include "image/template.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "image/rootfs_shift.h"
+
+struct registry {
+	struct tpl **items;   /* sorted by name */
+	size_t count;
+	struct registry *retired_next;
+};
+
+static struct registry *current;   /* read with __atomic loads: lookups take no lock */
+static struct registry *retired;   /* replaced registries, freed by tpl_registry_free() */
+
+#define TPL_DEFAULT_CPU 2
+#define TPL_DEFAULT_MEMORY_MB 512
+#define TPL_DEFAULT_DISK_MB 1024
+
+void tpl_free(struct tpl *t)
+{
+	if (!t)
+		return;
+	free(t->name);
+	free(t->dir);
+	free(t->rootfs);
+	json_decref(t->envs);
+	free(t->start_cmd);
+	free(t);
+}
+
+static void registry_free(struct registry *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->count; i++)
+		tpl_free(r->items[i]);
+	free(r->items);
+	free(r);
+}
+
+/* Names end up in paths and in the API: keep them to a safe alphabet. */
+static bool valid_name(const char *name)
+{
+	size_t len = strlen(name);
+	if (len == 0 || len > 64 || name[0] == '.' || name[0] == '-')
+		return false;
+	for (const char *p = name; *p; p++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* An optional positive integer field; *out keeps its default when the field is absent. */
+static int get_positive_int(json_t *root, const char *key, int max, int *out, const char *path, cube_err *err)
+{
+	json_t *v = json_object_get(root, key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > max)
+		return cube_fail(err, 500, 0, "%s: \"%s\" must be an integer between 1 and %d", path, key, max);
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *err)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/template.json", dir);
+	if (!valid_name(name))
+		return cube_fail(err, 500, 0, "%s: template name '%s' is not valid (letters, digits, '.', '_', '-')",
+				 dir, name);
+	json_error_t jerr;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return cube_fail(err, 500, 0, "%s: line %d column %d: %s", path, jerr.line, jerr.column, jerr.text);
+
+	struct tpl *t = calloc(1, sizeof *t);
+	if (!t) {
+		json_decref(root);
+		return cube_fail(err, 500, ENOMEM, "%s", path);
+	}
+	t->cpu_count = TPL_DEFAULT_CPU;
+	t->memory_mb = TPL_DEFAULT_MEMORY_MB;
+	t->disk_size_mb = TPL_DEFAULT_DISK_MB;
+	int rc = -1;
+	if (!json_is_object(root)) {
+		cube_fail(err, 500, 0, "%s: must contain a JSON object", path);
+		goto out;
+	}
+	json_t *jname = json_object_get(root, "name");
+	if (jname && (!json_is_string(jname) || strcmp(json_string_value(jname), name) != 0)) {
+		cube_fail(err, 500, 0, "%s: \"name\" must be the string \"%s\" (the directory's name)", path, name);
+		goto out;
+	}
+	if (get_positive_int(root, "cpuCount", 256, &t->cpu_count, path, err) < 0 ||
+	    get_positive_int(root, "memoryMB", 1 << 20, &t->memory_mb, path, err) < 0 ||
+	    get_positive_int(root, "diskSizeMB", 1 << 24, &t->disk_size_mb, path, err) < 0)
+		goto out;
+	json_t *envs = json_object_get(root, "envs");
+	if (envs && !json_is_null(envs)) {
+		if (!json_is_object(envs)) {
+			cube_fail(err, 500, 0, "%s: \"envs\" must be an object of strings", path);
+			goto out;
+		}
+		const char *key;
+		json_t *val;
+		json_object_foreach(envs, key, val) {
+			if (!json_is_string(val) || key[0] == '\0' || strchr(key, '=')) {
+				cube_fail(err, 500, 0, "%s: \"envs\".\"%s\" must be a string under a name without '='",
+					  path, key);
+				goto out;
+			}
+		}
+		t->envs = json_incref(envs);
+	} else {
+		t->envs = json_object();
+	}
+	json_t *cmd = json_object_get(root, "startCmd");
+	if (cmd && !json_is_null(cmd)) {
+		if (!json_is_string(cmd)) {
+			cube_fail(err, 500, 0, "%s: \"startCmd\" must be a string or null", path);
+			goto out;
+		}
+		if (json_string_length(cmd) > 0 && !(t->start_cmd = strdup(json_string_value(cmd))))
+			goto nomem;
+	}
+	if (!(t->name = strdup(name)) || !(t->dir = strdup(dir)) || asprintf(&t->rootfs, "%s/rootfs", dir) < 0) {
+		t->rootfs = NULL;
+		goto nomem;
+	}
+	struct stat st;
+	if (lstat(t->rootfs, &st) < 0) {
+		cube_fail(err, 500, errno, "template '%s': %s", name, t->rootfs);
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cube_fail(err, 500, 0, "template '%s': %s is not a directory", name, t->rootfs);
+		goto out;
+	}
+	*out = t;
+	t = NULL;
+	rc = 0;
+	goto out;
+nomem:
+	cube_fail(err, 500, ENOMEM, "%s", path);
+out:
+	tpl_free(t);
+	json_decref(root);
+	return rc;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp((*(struct tpl *const *)a)->name, (*(struct tpl *const *)b)->name);
+}
+
+int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid_count, cube_err *err)
+{
+	cleanup_dir DIR *d = opendir(templates_dir);
+	if (!d)
+		return cube_fail(err, 500, errno, "templates directory %s", templates_dir);
+	struct registry *r = calloc(1, sizeof *r);
+	if (!r)
+		return cube_fail(err, 500, ENOMEM, "template registry");
+	size_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char dir[PATH_MAX], manifest[PATH_MAX];
+		snprintf(dir, sizeof dir, "%s/%s", templates_dir, de->d_name);
+		snprintf(manifest, sizeof manifest, "%s/template.json", dir);
+		struct stat st;
+		if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		if (access(manifest, F_OK) < 0) {
+			log_warn("templates: skipping %s (no template.json)", dir);
+			continue;
+		}
+		struct tpl *t;
+		if (tpl_load_one(dir, de->d_name, &t, err) < 0)
+			goto fail;
+		if (r->count == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct tpl **items = realloc(r->items, cap * sizeof *items);
+			if (!items) {
+				tpl_free(t);
+				cube_fail(err, 500, ENOMEM, "template registry");
+				goto fail;
+			}
+			r->items = items;
+		}
+		r->items[r->count++] = t;
+		if (tpl_rootfs_shift(dir, uid_base, uid_count, err) < 0) {
+			cube_wrap(err, "template '%s'", t->name);
+			goto fail;
+		}
+	}
+	if (r->count > 1)
+		qsort(r->items, r->count, sizeof *r->items, by_name);
+	if (r->count == 0)
+		log_warn("templates: none found in %s", templates_dir);
+	else
+		log_info("templates: %zu loaded from %s", r->count, templates_dir);
+
+	struct registry *old = __atomic_exchange_n(&current, r, __ATOMIC_ACQ_REL);
+	if (old) {
+		old->retired_next = retired;
+		retired = old;
+	}
+	return 0;
+fail:
+	registry_free(r);
+	return -1;
+}
+
+void tpl_registry_free(void)
+{
+	registry_free(__atomic_exchange_n(&current, NULL, __ATOMIC_ACQ_REL));
+	while (retired) {
+		struct registry *next = retired->retired_next;
+		registry_free(retired);
+		retired = next;
+	}
+}
+
+const struct tpl *tpl_find(const char *ref)
+{
+	struct registry *r = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+	if (!r || !ref)
+		return NULL;
+	size_t len = strcspn(ref, ":");
+	for (size_t i = 0; i < r->count; i++) {
+		const char *name = r->items[i]->name;
+		if (strlen(name) == len && strncmp(name, ref, len) == 0)
+			return r->items[i];
+	}
+	return NULL;
+}
+
+size_t tpl_count(void)
+{
+	struct registry *r = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+	return r ? r->count : 0;
+}
+
+const struct tpl *tpl_at(size_t i)
+{
+	struct registry *r = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+	return r && i < r->count ? r->items[i] : NULL;
+}

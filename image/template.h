@@ -1,0 +1,42 @@
+/* The template registry: the templates cubed can start sandboxes from, read from
+ * <templates-dir>/<name>/{template.json,rootfs/} at start-up. Each rootfs is uid-shifted for the
+ * sandbox uid range while loading. Read-only after load, so lookups need no lock. */
+#ifndef CUBE_IMAGE_TEMPLATE_H
+#define CUBE_IMAGE_TEMPLATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/error.h"
+
+struct tpl {
+	char *name;         /* directory name == "name" in template.json */
+	char *dir;          /* <templates-dir>/<name> */
+	char *rootfs;       /* <templates-dir>/<name>/rootfs: the read-only lower layer of every sandbox */
+	int cpu_count;      /* cpuCount */
+	int memory_mb;      /* memoryMB */
+	int disk_size_mb;   /* diskSizeMB: the writable layer's size limit */
+	json_t *envs;       /* envs: object of string values, never NULL; owned by the registry */
+	char *start_cmd;    /* startCmd, NULL when the template has none */
+};
+
+/* Scan templates_dir and shift each rootfs to [uid_base, uid_base+uid_count). Entries whose name starts
+ * with '.' and directories without template.json are skipped (with a warning); an invalid template.json
+ * or a missing rootfs fails the load with a message naming the template. Replaces any previous registry;
+ * entries returned before stay valid until tpl_registry_free(). */
+int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid_count, cube_err *err);
+void tpl_registry_free(void);
+
+/* Look up "name" or "name:tag" (the tag is ignored: each template has one version). NULL if unknown. */
+const struct tpl *tpl_find(const char *ref);
+
+/* Iterate in name order: for (size_t i = 0; i < tpl_count(); i++) use tpl_at(i). */
+size_t tpl_count(void);
+const struct tpl *tpl_at(size_t i);
+
+/* Parse and validate <dir>/template.json for the template called name (no registry involved).
+ * On success *out is a new entry to release with tpl_free(). Errors have status 500 and name the file. */
+int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *err);
+void tpl_free(struct tpl *t);
+
+#endif
