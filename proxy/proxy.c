@@ -1,0 +1,76 @@
+/* Entry point of the data-plane proxy: route each request (headers or Host), look the sandbox up,
+ * open a socket inside its network namespace and hand over to an exchange (exchange.c). Errors
+ * follow E2B's edge proxy (e2b-protocol §2.3, §2.6). X-Access-Token is left to envd. */
+#include "proxy/proxy.h"
+#include "proxy/internal.h"
+#include "common/log.h"
+#include "daemon/sandboxes.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct {
+	uv_loop_t *loop;
+	char domain[256];
+} P;
+
+void proxy_init(uv_loop_t *loop, const struct proxy_config *cfg)
+{
+	P.loop = loop;
+	snprintf(P.domain, sizeof P.domain, "%s", cfg && cfg->domain ? cfg->domain : "localhost");
+	log_info("proxy: routing by E2b-Sandbox-Id/-Port headers or Host <port>-<sandboxID>.%s", P.domain);
+}
+
+static void reply_json(http_req *req, int status, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text) {
+		http_resp_error(req, status, "out of memory");
+		return;
+	}
+	http_resp_send(req, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+void proxy_reply_not_found(http_req *req, const char *sandbox_id)
+{
+	reply_json(req, 502, json_pack("{s:s,s:s,s:i}", "sandboxId", sandbox_id, "message",
+				       "The sandbox was not found", "code", 502));
+}
+
+void proxy_reply_port_closed(http_req *req, const char *sandbox_id, int port)
+{
+	reply_json(req, 502, json_pack("{s:s,s:s,s:i,s:i}", "sandboxId", sandbox_id, "message",
+				       "The sandbox is running but port is not open", "port", port, "code", 502));
+}
+
+void proxy_reply_bad_gateway(http_req *req, const char *sandbox_id, const char *message)
+{
+	reply_json(req, 502, json_pack("{s:s,s:s,s:i}", "sandboxId", sandbox_id, "message", message, "code", 502));
+}
+
+void proxy_handle(http_req *req)
+{
+	struct proxy_route route;
+	cube_err err = {0};
+	if (proxy_route_parse(http_req_header(req, "Host"), http_req_header(req, "E2b-Sandbox-Id"),
+			      http_req_header(req, "E2b-Sandbox-Port"), &route, &err) < 0) {
+		http_resp_error(req, 400, "%s", err.msg);
+		return;
+	}
+	struct sandbox *sb = sbx_find(route.sandbox_id);
+	if (!sb || sb->state == SBX_KILLING) {
+		proxy_reply_not_found(req, route.sandbox_id);
+		return;
+	}
+	int fd = sbx_socket(sb, &err);
+	if (fd < 0) {
+		log_debug("proxy: %s: %s", route.sandbox_id, err.msg);
+		proxy_reply_not_found(req, route.sandbox_id);
+		return;
+	}
+	log_debug("proxy: %s %s -> %s:%d", http_req_method(req), http_req_target(req), route.sandbox_id, route.port);
+	exchange_start(P.loop, req, &route, fd);
+}
