@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -210,6 +211,14 @@ int tpl_rootfs_shift(const char *template_dir, unsigned uid_base, unsigned uid_c
 {
 	if (uid_count == 0 || (uint64_t)uid_base + uid_count > UINT32_MAX)
 		return cube_fail(err, 500, 0, "invalid uid range %u+%u", uid_base, uid_count);
+	/* Two cubed instances starting on one templates dir: the second waits, then finds the marker. */
+	char lock_path[PATH_MAX];
+	snprintf(lock_path, sizeof lock_path, "%s/.shift.lock", template_dir);
+	cleanup_close int lockfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0)
+		return cube_fail(err, 500, errno, "open %s", lock_path);
+	if (flock(lockfd, LOCK_EX) < 0)
+		return cube_fail(err, 500, errno, "lock %s", lock_path);
 	long from = tpl_rootfs_shifted_base(template_dir, err);
 	if (from < 0)
 		return -1;
