@@ -96,7 +96,7 @@ int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *
 	}
 	t->cpu_count = TPL_DEFAULT_CPU;
 	t->memory_mb = TPL_DEFAULT_MEMORY_MB;
-	t->disk_size_mb = TPL_DEFAULT_DISK_MB;
+	t->disk_mb = TPL_DEFAULT_DISK_MB;
 	int rc = -1;
 	if (!json_is_object(root)) {
 		cube_fail(err, 500, 0, "%s: must contain a JSON object", path);
@@ -109,7 +109,7 @@ int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *
 	}
 	if (get_positive_int(root, "cpuCount", 256, &t->cpu_count, path, err) < 0 ||
 	    get_positive_int(root, "memoryMB", 1 << 20, &t->memory_mb, path, err) < 0 ||
-	    get_positive_int(root, "diskSizeMB", 1 << 24, &t->disk_size_mb, path, err) < 0)
+	    get_positive_int(root, "diskSizeMB", 1 << 24, &t->disk_mb, path, err) < 0)
 		goto out;
 	json_t *envs = json_object_get(root, "envs");
 	if (envs && !json_is_null(envs)) {

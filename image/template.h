@@ -15,7 +15,7 @@ struct tpl {
 	char *rootfs;       /* <templates-dir>/<name>/rootfs: the read-only lower layer of every sandbox */
 	int cpu_count;      /* cpuCount */
 	int memory_mb;      /* memoryMB */
-	int disk_size_mb;   /* diskSizeMB: the writable layer's size limit */
+	int disk_mb;        /* diskSizeMB: the writable layer's size limit */
 	json_t *envs;       /* envs: object of string values, never NULL; owned by the registry */
 	char *start_cmd;    /* startCmd, NULL when the template has none */
 };

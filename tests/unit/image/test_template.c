@@ -98,7 +98,7 @@ static void test_registry_load_and_find(void **state)
 	assert_null(tpl_find(""));
 	assert_int_equal(b->cpu_count, 2);
 	assert_int_equal(b->memory_mb, 512);
-	assert_int_equal(b->disk_size_mb, 1024);
+	assert_int_equal(b->disk_mb, 1024);
 	assert_null(b->start_cmd);
 	assert_true(json_is_object(b->envs));
 	assert_int_equal(json_object_size(b->envs), 0);
@@ -109,7 +109,7 @@ static void test_registry_load_and_find(void **state)
 	const struct tpl *py = tpl_find("py");
 	assert_int_equal(py->cpu_count, 4);
 	assert_int_equal(py->memory_mb, 2048);
-	assert_int_equal(py->disk_size_mb, 1024);   /* default */
+	assert_int_equal(py->disk_mb, 1024);   /* default */
 	assert_string_equal(py->start_cmd, "python3 -m http.server");
 	assert_string_equal(json_string_value(json_object_get(py->envs, "LANG")), "C.UTF-8");
 
