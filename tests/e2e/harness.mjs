@@ -103,6 +103,42 @@ async function httpStatus(url, ms = 2000) {
   } catch { return 0; }
 }
 
+// Safety net after a test file: kill every process left in this instance's cgroups and remove the empty
+// cgroup dirs, so one broken run does not poison the machine. Returns how many processes it killed.
+async function reapInstance(stateDir) {
+  let instance;
+  try { instance = fs.readFileSync(path.join(stateDir, 'instance-id'), 'utf8').trim(); } catch { return 0; }
+  if (!instance) return 0;
+  const base = '/sys/fs/cgroup';
+  const roots = [path.join(base, 'cubesandbox', instance),
+    ...fs.readdirSync(base).map((d) => path.join(base, d, 'cubesandbox', instance))].filter((p) => fs.existsSync(p));
+  let killed = 0;
+  const dirs = [];
+  for (const root of roots) {
+    const stack = [root];
+    while (stack.length) {
+      const d = stack.pop();
+      dirs.push(d);
+      try {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) stack.push(path.join(d, e.name));
+      } catch { /* vanished */ }
+    }
+  }
+  for (let round = 0; round < 5; round++) {
+    let found = 0;
+    for (const d of dirs) {
+      let pids = [];
+      try { pids = fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number); } catch { /* none */ }
+      for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); found++; } catch { /* gone */ } }
+    }
+    killed += found;
+    if (!found) break;
+    await sleep(100);
+  }
+  for (const d of dirs.sort((x, y) => y.length - x.length)) { try { fs.rmdirSync(d); } catch { /* busy or gone */ } }
+  return killed;
+}
+
 // A running cubed instance owned by one test file.
 export class Cubed {
   constructor({ extraArgs = [] } = {}) {
@@ -200,6 +236,8 @@ export class Cubed {
     if (this.proc.exitCode === null && this.proc.signalCode === null) await this.killAllSandboxes();
     if (!(await this.signalAndWait('SIGTERM', 10_000))) await this.kill9();
     this.proc = null;
+    const reaped = await reapInstance(this.stateDir);
+    if (reaped) process.stderr.write(`[harness] killed ${reaped} leftover sandbox process(es) of ${this.stateDir}\n`);
     // Never recurse into a dir that still has mounts (it would walk into sandbox trees).
     if (!process.env.CUBE_E2E_KEEP && this.stateDir && mountsUnder(this.stateDir).length === 0) {
       await fsp.rm(this.stateDir, { recursive: true, force: true }).catch(() => {});
