@@ -64,13 +64,16 @@ else
 	setsid nohup "$BUILD/cubed" --state-dir "$STATE_DIR" --templates-dir "$TEMPLATES_DIR" \
 		--api "$API" --proxy "$PROXY" </dev/null >>"$LOG" 2>&1 &
 	echo $! >"$PIDFILE"
+	pid=$(cat "$PIDFILE")
+	# Up means: our process is alive AND the API answers (not some other process holding the port).
 	for _ in $(seq 300); do
+		kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOG" >&2; die "cubed exited during start-up (log: $LOG)"; }
 		health && break
-		kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { tail -n 20 "$LOG" >&2; die "cubed exited during start-up (log: $LOG)"; }
 		sleep 0.1
 	done
-	health || { tail -n 20 "$LOG" >&2; die "cubed did not answer GET $API_URL/health with 204 within 30 s (log: $LOG)"; }
-	say "cubed is up (pid $(cat "$PIDFILE"))"
+	health && sleep 0.2 && kill -0 "$pid" 2>/dev/null ||
+		{ tail -n 20 "$LOG" >&2; die "cubed did not answer GET $API_URL/health with 204 within 30 s (log: $LOG)"; }
+	say "cubed is up (pid $pid)"
 fi
 
 # An API key: reuse the one an earlier run created while it is still accepted, else create one.
