@@ -26,12 +26,13 @@ done
 # configure DIR OPTIONS...: setup on first use, reconfigure (keeping the dir) afterwards.
 configure() {
 	local dir=$1; shift
-	if [ -f "$dir/build.ninja" ] && [ -f "$dir/meson-private/coredata.dat" ]; then
-		meson configure "$dir" "$@" >/dev/null
-	else
-		rm -rf "$dir"
-		meson setup "$dir" "$@"
+	if [ -f "$dir/build.ninja" ] && [ -f "$dir/meson-private/coredata.dat" ] &&
+	   meson configure "$dir" "$@" >/dev/null; then
+		return 0
 	fi
+	# First use, or a dir meson cannot reconfigure (e.g. made by another meson version): start over.
+	rm -rf "$dir"
+	meson setup "$dir" "$@"
 }
 
 if [ $want_main = 1 ]; then

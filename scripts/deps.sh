@@ -30,7 +30,9 @@ export DEBIAN_FRONTEND=noninteractive
 if ! command -v node >/dev/null; then
 	PACKAGES+=(nodejs npm)
 elif ! command -v npm >/dev/null; then
-	PACKAGES+=(npm)
+	# Debian's npm would drag in Debian's nodejs 18 next to the Node already here: refuse instead.
+	echo "[deps] error: node $(node --version) is installed without npm; install the npm that ships with it" >&2
+	exit 1
 fi
 
 missing=()
