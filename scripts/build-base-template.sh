@@ -119,11 +119,14 @@ build_cache() {
 	arch=$(dpkg --print-architecture)
 	tmp="$CACHE_DIR.tmp"
 	logf="$CACHE_ROOT/$TEMPLATE_NAME-$SCRIPT_HASH.log"
-	# A previous interrupted attempt may have left mounts behind (debootstrap mounts /proc, /sys).
-	if [ -d "$tmp" ]; then
-		umount_under "$tmp"
-		rm -rf --one-file-system "$tmp"
-	fi
+	# Interrupted attempts (any version: we hold the lock) may have left trees and mounts behind
+	# (debootstrap mounts /proc and /sys in the target).
+	local stale
+	for stale in "$CACHE_ROOT"/*.tmp; do
+		[ -d "$stale" ] || continue
+		umount_under "$stale"
+		rm -rf --one-file-system "$stale"
+	done
 	mkdir -p "$tmp"
 	local keyring=()
 	[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] && keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
