@@ -167,11 +167,9 @@ static int is_hop_by_hop(const char *name)
 	return strncasecmp(name, "Proxy-", 6) == 0;
 }
 
-/* Is `name` listed as a token in a Connection header value (RFC 9110 §7.6.1)? */
-static int listed_in_connection(const char *connection, const char *name)
+/* Is `name` listed as a token in the Connection header value `connection` (RFC 9110 §7.6.1)? */
+static int listed_in(const char *connection, const char *name)
 {
-	if (!connection)
-		return 0;
 	size_t nl = strlen(name);
 	for (const char *p = connection; *p;) {
 		while (*p == ' ' || *p == '\t' || *p == ',')
@@ -185,6 +183,26 @@ static int listed_in_connection(const char *connection, const char *name)
 		if ((size_t)(tail - p) == nl && strncasecmp(p, name, nl) == 0)
 			return 1;
 		p = end;
+	}
+	return 0;
+}
+
+/* Headers listed in any Connection header are hop-by-hop too. */
+static int listed_in_connection(char *const *names, char *const *values, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (names[i] && values[i] && strcasecmp(names[i], "Connection") == 0 && listed_in(values[i], name))
+			return 1;
+	return 0;
+}
+
+static int request_listed_in_connection(http_req *req, const char *name)
+{
+	for (size_t i = 0; i < http_req_header_count(req); i++) {
+		const char *n, *v;
+		http_req_header_at(req, i, &n, &v);
+		if (n && v && strcasecmp(n, "Connection") == 0 && listed_in(v, name))
+			return 1;
 	}
 	return 0;
 }
@@ -278,7 +296,6 @@ static int send_request_head(struct exchange *x)
 	size_t len = 0, cap = 0;
 	char line[64];
 	int rc = 0;
-	const char *connection = http_req_header(req, "Connection");
 	const char *method = http_req_method(req), *target = http_req_target(req);
 	rc |= buf_add(&head, &len, &cap, method, strlen(method));
 	rc |= buf_add(&head, &len, &cap, " ", 1);
@@ -289,7 +306,7 @@ static int send_request_head(struct exchange *x)
 		http_req_header_at(req, i, &name, &value);
 		if (x->upgrade && strcasecmp(name, "Upgrade") == 0) {
 			/* kept: it is what the upgrade is about */
-		} else if (is_hop_by_hop(name) || listed_in_connection(connection, name) ||
+		} else if (is_hop_by_hop(name) || request_listed_in_connection(req, name) ||
 			   strcasecmp(name, "Expect") == 0) {
 			/* Expect: the server side never sends "100 Continue", so do not ask the sandbox either */
 			continue;
@@ -354,14 +371,6 @@ static int on_resp_header_value(http_parser *p, const char *at, size_t len)
 	return header_append(&((struct exchange *)p->data)->headers, 1, at, len);
 }
 
-static const char *header_get(const struct header_list *h, const char *name)
-{
-	for (size_t i = 0; i < h->n; i++)
-		if (h->names[i] && strcasecmp(h->names[i], name) == 0)
-			return h->values[i] ? h->values[i] : "";
-	return NULL;
-}
-
 static int on_resp_headers_complete(http_parser *p)
 {
 	struct exchange *x = p->data;
@@ -377,12 +386,11 @@ static int on_resp_headers_complete(http_parser *p)
 	}
 	if (!x->req)
 		return -1;
-	const char *connection = header_get(h, "Connection");
 	http_header out[MAX_RESP_HEADERS];
 	size_t n = 0;
 	for (size_t i = 0; i < h->n; i++) {
 		const char *name = h->names[i];
-		if (!name || is_hop_by_hop(name) || listed_in_connection(connection, name) ||
+		if (!name || is_hop_by_hop(name) || listed_in_connection(h->names, h->values, h->n, name) ||
 		    strcasecmp(name, "Content-Length") == 0)
 			continue; /* framing is ours to choose */
 		out[n++] = (http_header){name, h->values[i] ? h->values[i] : ""};
