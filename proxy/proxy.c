@@ -55,6 +55,11 @@ void proxy_handle(http_req *req)
 {
 	struct proxy_route route;
 	cube_err err = {0};
+	if (strcmp(http_req_method(req), "CONNECT") == 0) {
+		/* a tunnel to anywhere is not what the data plane offers */
+		http_resp_error(req, 405, "CONNECT is not supported");
+		return;
+	}
 	if (proxy_route_parse(http_req_header(req, "Host"), http_req_header(req, "E2b-Sandbox-Id"),
 			      http_req_header(req, "E2b-Sandbox-Port"), &route, &err) < 0) {
 		http_resp_error(req, 400, "%s", err.msg);

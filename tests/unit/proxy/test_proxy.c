@@ -831,6 +831,103 @@ static void test_client_vanishes(void **state)
 	close(c.fd);
 }
 
+/* Many clients at once, each mixing uploads, downloads and sandboxes on its connection. */
+static void *concurrent_client(void *arg)
+{
+	long id = (long)arg, errors = 0;
+	struct client *c = calloc(1, sizeof *c);
+	struct response *r = calloc(1, sizeof *r);
+	client_open(c);
+	for (int round = 0; round < 6; round++) {
+		char req[512];
+		size_t n = 100000 + (size_t)id * 1000 + (size_t)round;
+		int kind = (int)((id + round) % 3);
+		if (kind == 0)
+			snprintf(req, sizeof req, "GET /big?n=%zu HTTP/1.1\r\nHost: %d-sbxa.localhost\r\n\r\n", n, port_a);
+		else if (kind == 1)
+			snprintf(req, sizeof req, "GET /big?n=%zu&chunked=1 HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: sbxb\r\n"
+				 "E2b-Sandbox-Port: %d\r\n\r\n", n, port_b);
+		else
+			snprintf(req, sizeof req, "GET /who?c=%ld HTTP/1.1\r\nHost: %d-sbxb.localhost\r\n\r\n", id, port_b);
+		if (write(c->fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+			errors++;
+			break;
+		}
+		response_init(r, 0);
+		response_read(c, r, NULL);
+		if (!r->complete || r->status != 200)
+			errors++;
+		else if (kind < 2 && r->body_len != n)
+			errors++;
+		else if (kind < 2)
+			for (size_t i = 0; i < n; i++)
+				if ((unsigned char)r->body[i] != pattern(i)) {
+					errors++;
+					break;
+				}
+		response_free(r);
+	}
+	close(c->fd);
+	free(c);
+	free(r);
+	return (void *)errors;
+}
+
+static void test_concurrent_clients(void **state)
+{
+	(void)state;
+	pthread_t t[16];
+	for (long i = 0; i < 16; i++)
+		pthread_create(&t[i], NULL, concurrent_client, (void *)i);
+	long errors = 0;
+	for (int i = 0; i < 16; i++) {
+		void *e;
+		pthread_join(t[i], &e);
+		errors += (long)e;
+	}
+	assert_int_equal(errors, 0);
+}
+
+static void test_connect_method_refused(void **state)
+{
+	(void)state;
+	struct client c;
+	struct response r;
+	client_open(&c);
+	request(&c, &r, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 22-sbxa.localhost\r\n\r\n");
+	assert_int_equal(r.status, 405);
+	response_free(&r);
+	close(c.fd);
+}
+
+/* Every exchange owns a timer: none may be left once all clients are gone. */
+static uv_async_t count_async;
+static volatile int timers_left = -1;
+
+static void count_timer(uv_handle_t *h, void *arg)
+{
+	if (h->type == UV_TIMER && !uv_is_closing(h))
+		(*(int *)arg)++;
+}
+
+static void on_count_async(uv_async_t *a)
+{
+	(void)a;
+	int n = 0;
+	uv_walk(&loop, count_timer, &n);
+	timers_left = n;
+}
+
+static void test_no_exchange_left(void **state)
+{
+	(void)state;
+	usleep(300000);
+	uv_async_send(&count_async);
+	for (int i = 0; i < 100 && timers_left < 0; i++)
+		usleep(10000);
+	assert_int_equal(timers_left, 0);
+}
+
 /* ---- fixture ---- */
 
 static int listen_loopback(int *port_out)
@@ -865,6 +962,7 @@ static int setup(void **state)
 	uv_loop_init(&loop);
 	uv_async_init(&loop, &stop_async, on_stop);
 	uv_async_init(&loop, &stream_async, on_stream_async);
+	uv_async_init(&loop, &count_async, on_count_async);
 	struct proxy_config cfg = {.domain = "localhost"};
 	proxy_init(&loop, &cfg);
 	proxy_port = start_server(on_proxy_request, NULL);
@@ -908,6 +1006,9 @@ int main(void)
 		cmocka_unit_test(test_upgrade_tunnel),
 		cmocka_unit_test(test_upgrade_refused),
 		cmocka_unit_test(test_client_vanishes),
+		cmocka_unit_test(test_concurrent_clients),
+		cmocka_unit_test(test_connect_method_refused),
+		cmocka_unit_test(test_no_exchange_left),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
