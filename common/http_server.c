@@ -45,7 +45,7 @@ struct http_req {
 	size_t nheaders;
 	int last_was_value;
 	size_t head_bytes;
-	int upgrade, http_minor, keep_alive, has_body;
+	int upgrade, http_minor, keep_alive, has_body, is_head;
 
 	enum body_mode mode;
 	http_body_cb body_cb;
@@ -220,6 +220,7 @@ static int on_headers_complete(http_parser *p)
 	r->path = q ? strndup(r->target, (size_t)(q - r->target)) : strdup(r->target);
 	r->query = strdup(q ? q + 1 : "");
 	r->upgrade = p->upgrade;
+	r->is_head = p->method == HTTP_HEAD;
 	r->http_minor = p->http_minor;
 	r->keep_alive = http_should_keep_alive(p);
 	r->has_body = (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
@@ -817,8 +818,11 @@ void http_resp_start(http_req *r, int status, const http_header *headers, size_t
 	} else if (content_length >= 0) {
 		l = snprintf(line, sizeof line, "Content-Length: %lld\r\n", content_length);
 		append(&head, &len, &cap, line, (size_t)l);
-	} else if (status != 204 && status != 304) {
-		r->chunked = 1;
+	} else if (status != 204 && status != 304 && !r->is_head) {
+		if (r->http_minor == 0)
+			c->close_after = 1; /* HTTP/1.0 has no chunking: the body ends at close */
+		else
+			r->chunked = 1;
 		append(&head, &len, &cap, "Transfer-Encoding: chunked\r\n", 28);
 	}
 	/* A response that ends before its request body was read closes the connection: simpler than
@@ -837,7 +841,7 @@ int http_resp_write(http_req *r, const void *data, size_t len)
 	http_conn *c = r->conn;
 	if (!r->resp_started || r->resp_ended || c->closing)
 		return -1;
-	if (len == 0)
+	if (len == 0 || r->is_head)
 		return 0;
 	if (r->chunked) {
 		char sz[32];
@@ -940,6 +944,12 @@ void http_resp_error(http_req *r, int status, const char *fmt, ...)
 	free(body);
 }
 
+void http_req_abort(http_req *r)
+{
+	r->close_cb = NULL;
+	conn_close(r->conn);
+}
+
 uv_stream_t *http_req_detach(http_req *r, char **leftover, size_t *leftover_len)
 {
 	http_conn *c = r->conn;
@@ -976,9 +986,13 @@ const char *http_status_text(int status)
 	case 202: return "Accepted";
 	case 204: return "No Content";
 	case 206: return "Partial Content";
+	case 207: return "Multi-Status";
 	case 301: return "Moved Permanently";
 	case 302: return "Found";
+	case 303: return "See Other";
 	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -990,6 +1004,8 @@ const char *http_status_text(int status)
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
 	case 416: return "Range Not Satisfiable";
+	case 422: return "Unprocessable Entity";
+	case 499: return "Client Closed Request";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";

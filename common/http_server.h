@@ -71,6 +71,10 @@ void http_resp_send(http_req *req, int status, const char *content_type, const v
 /* {"code":status,"message":msg} with application/json. */
 void http_resp_error(http_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Drop the connection now (e.g. an upstream died mid-response and the client must see a broken
+ * body, not a complete one). The close callback is not called; req is freed. */
+void http_req_abort(http_req *req);
+
 /* Hand the connection over (after an Upgrade): the caller owns the returned stream and must close
  * it; *leftover receives bytes already read past the request head (caller frees). req is freed. */
 uv_stream_t *http_req_detach(http_req *req, char **leftover, size_t *leftover_len);
