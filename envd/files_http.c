@@ -435,8 +435,10 @@ static void upload_finish(struct upload *u, int status, const char *msg)
 		free(body);
 		return;
 	}
+	char copy[512];
+	snprintf(copy, sizeof copy, "%s", msg ? msg : ""); /* msg may live in u */
 	upload_free(u);
-	http_resp_error(req, status, "%s", msg);
+	http_resp_error(req, status, "%s", copy);
 }
 
 static void upload_on_close(http_req *req)
