@@ -1,0 +1,51 @@
+/* The response shapes of §1.21 built from a sandbox of the daemon's table: Sandbox (create/connect),
+ * ListedSandbox (list) and SandboxDetail (get). */
+#include "api/internal.h"
+
+#include "common/util.h"
+/* ENVD_VERSION comes from envd/version.h; the fallback only keeps the build going until it lands. */
+#if __has_include("envd/version.h")
+#include "envd/version.h"
+#else
+#define ENVD_VERSION "0.4.0"
+#endif
+
+json_t *api_time_json(long long epoch_ms)
+{
+	char ts[40];
+	cube_format_time(epoch_ms, ts, sizeof ts);
+	return json_string(ts);
+}
+
+json_t *api_sandbox_json(const struct sandbox *sb)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:n,s:s}", "sandboxID", sb->id, "templateID", sb->template_id,
+			      "clientID", SBX_CLIENT_ID, "envdVersion", ENVD_VERSION, "domain", "alias", sb->template_id);
+	if (o && sb->access_token[0])
+		json_object_set_new(o, "envdAccessToken", json_string(sb->access_token));
+	return o;
+}
+
+json_t *api_listed_sandbox_json(const struct sandbox *sb)
+{
+	json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:i,s:i,s:i,s:O,s:s,s:s,s:[]}",
+			      "sandboxID", sb->id, "templateID", sb->template_id, "alias", sb->template_id,
+			      "clientID", SBX_CLIENT_ID, "startedAt", api_time_json(sb->started_ms),
+			      "endAt", api_time_json(sb->end_ms), "cpuCount", (int)sb->cpu_count,
+			      "memoryMB", (int)sb->memory_mb, "diskSizeMB", (int)sb->disk_mb,
+			      "metadata", sb->metadata, "state", "running", "envdVersion", ENVD_VERSION,
+			      "volumeMounts");
+	return o;
+}
+
+json_t *api_sandbox_detail_json(const struct sandbox *sb)
+{
+	json_t *o = api_listed_sandbox_json(sb);
+	if (!o)
+		return NULL;
+	if (sb->access_token[0])
+		json_object_set_new(o, "envdAccessToken", json_string(sb->access_token));
+	json_object_set_new(o, "domain", json_null());
+	json_object_set_new(o, "lifecycle", json_pack("{s:b,s:s}", "autoResume", 0, "onTimeout", "kill"));
+	return o;
+}
