@@ -129,11 +129,14 @@ static void download_pump(http_req *req)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			/* The file shrank under us. The length is promised: pad rather than desync the
-			 * connection. */
-			log_warn("envd: download: file shorter than announced, padding %lld bytes", d->remaining);
-			memset(buf, 0, want);
-			n = (ssize_t)want;
+			/* The file shrank (or failed) under us: the client must see a broken body, not a
+			 * complete one. */
+			log_warn("envd: download: file ended %lld bytes early: %s", d->remaining,
+				 n < 0 ? strerror(errno) : "truncated");
+			http_req_set_data(req, NULL);
+			download_free(d);
+			http_req_abort(req);
+			return;
 		}
 		d->remaining -= n;
 		int rc = http_resp_write(req, buf, (size_t)n);

@@ -40,6 +40,12 @@ void fs_become(const struct envd_user *u, struct fs_identity *saved)
 	}
 	setfsgid(u->gid);
 	setfsuid(u->uid);
+	/* setfsuid reports failure only by not changing: without CAP_SETUID we stay root. */
+	if ((uid_t)setfsuid((uid_t)-1) != u->uid) {
+		static int warned;
+		if (!warned++)
+			log_warn("envd: cannot act as uid %u for file operations (no CAP_SETUID?)", (unsigned)u->uid);
+	}
 }
 
 void fs_restore(struct fs_identity *saved)
