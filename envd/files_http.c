@@ -820,3 +820,151 @@ fail400:
 	upload_free(u);
 	http_resp_error(req, 400, "%s", msg);
 }
+
+/* ---- POST /files/compose ---- */
+
+/* Append the whole of src to out_fd. */
+static int append_file(int out_fd, const char *src)
+{
+	cleanup_close int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (in < 0 || fstat(in, &st) < 0)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = copy_file_range(in, NULL, out_fd, NULL, 1 << 30, 0);
+		if (n == 0)
+			return 0;
+		if (n > 0)
+			continue;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+			return -1;
+		break; /* copy by hand */
+	}
+	char buf[IO_CHUNK];
+	ssize_t n;
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		if (cube_write_all(out_fd, buf, (size_t)n) < 0)
+			return -1;
+	return n < 0 ? -1 : 0;
+}
+
+static void compose_with_body(http_req *req, char *body, size_t len, int error_status)
+{
+	if (error_status) {
+		http_resp_error(req, error_status, error_status == 413 ? "request body too large" : "bad request body");
+		return;
+	}
+	json_error_t jerr;
+	json_t *j = json_loadb(body, len, 0, &jerr);
+	json_t *sources = json_object_get(j, "source_paths");
+	json_t *dest_v = json_object_get(j, "destination");
+	json_t *user_v = json_object_get(j, "username");
+	if (!json_is_array(sources) || json_array_size(sources) == 0 || !json_is_string(dest_v) ||
+	    (user_v && !json_is_null(user_v) && !json_is_string(user_v))) {
+		json_decref(j);
+		http_resp_error(req, 400, "expected {\"source_paths\":[string,...],\"destination\":string,\"username\"?:string}");
+		return;
+	}
+	const char *name = json_is_string(user_v) && *json_string_value(user_v) ? json_string_value(user_v)
+										: envd.default_user;
+	struct envd_user user;
+	cube_err err = {0};
+	if (!name || !*name) {
+		json_decref(j);
+		http_resp_error(req, 400, "no user specified");
+		return;
+	}
+	if (envd_user_lookup(name, &user, &err) < 0) {
+		json_decref(j);
+		http_resp_error(req, 401, "error looking up user '%s'", name);
+		return;
+	}
+	size_t n = json_array_size(sources);
+	char (*src)[PATH_MAX] = calloc(n, PATH_MAX);
+	struct upload *u = calloc(1, sizeof *u);
+	int status = 0;
+	char msg[600] = "";
+	char dest[PATH_MAX];
+	if (!src || !u) {
+		status = 500;
+		snprintf(msg, sizeof msg, "out of memory");
+		goto out;
+	}
+	u->fd = -1;
+	u->user = user;
+	u->results = json_array();
+	if (envd_resolve_path(json_string_value(dest_v), &user, dest, sizeof dest, &err) < 0) {
+		status = 400;
+		snprintf(msg, sizeof msg, "%s", err.msg);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *s = json_array_get(sources, i);
+		if (!json_is_string(s) || envd_resolve_path(json_string_value(s), &user, src[i], PATH_MAX, &err) < 0) {
+			status = 400;
+			snprintf(msg, sizeof msg, "bad source path #%zu", i);
+			goto out;
+		}
+		if (strcmp(src[i], dest) == 0) {
+			status = 400;
+			snprintf(msg, sizeof msg, "source '%s' is also the destination", src[i]);
+			goto out;
+		}
+	}
+	if (upload_begin_file(u, dest) < 0) {
+		status = u->fail_status;
+		snprintf(msg, sizeof msg, "%s", u->fail_msg);
+		goto out;
+	}
+	{
+		FS_ACT_AS(&user);
+		for (size_t i = 0; i < n && !status; i++) {
+			if (append_file(u->fd, src[i]) < 0) {
+				int e = errno;
+				status = e == ENOENT || e == ENOTDIR ? 404 : upload_status_for_errno(e);
+				snprintf(msg, sizeof msg, "error reading '%s': %s", src[i], strerror(e));
+			}
+		}
+	}
+	if (status)
+		goto out;
+	if (upload_commit_file(u) < 0) {
+		status = u->fail_status;
+		snprintf(msg, sizeof msg, "%s", u->fail_msg);
+		goto out;
+	}
+	{
+		FS_ACT_AS(&user);
+		for (size_t i = 0; i < n; i++)
+			if (unlink(src[i]) < 0 && errno != ENOENT)
+				log_warn("envd: compose: cannot remove source %s: %s", src[i], strerror(errno));
+	}
+	json_t *entry = json_incref(json_array_get(u->results, 0));
+	json_t *meta = fs_metadata(dest);
+	if (meta)
+		json_object_set_new(entry, "metadata", meta);
+	char *out_body = json_dumps(entry, JSON_COMPACT);
+	json_decref(entry);
+	http_resp_send(req, 200, "application/json", out_body, strlen(out_body));
+	free(out_body);
+out:
+	if (u)
+		upload_free(u);
+	free(src);
+	json_decref(j);
+	if (status)
+		http_resp_error(req, status, "%s", msg);
+}
+
+void envd_files_compose(http_req *req, int token_ok)
+{
+	if (!token_ok) {
+		http_resp_error(req, 401, "unauthorized access, please provide a valid access token or method signing if supported");
+		return;
+	}
+	http_req_read_body(req, 1 << 20, compose_with_body);
+}

@@ -68,6 +68,11 @@ void fs_create_watcher(envd_rpc *rpc, json_t *req);
 void fs_get_watcher_events(envd_rpc *rpc, json_t *req);
 void fs_remove_watcher(envd_rpc *rpc, json_t *req);
 
+/* ---- POST /files/compose (files_http.c) ----
+ * Concatenates source_paths into destination and deletes the sources (§3.12). Needs the access
+ * token (token_ok from envd_token_ok); the router sends POST /files/compose here. */
+void envd_files_compose(http_req *req, int token_ok);
+
 /* ---- signed URLs (signing.c) ---- */
 /* "v1_" + base64(SHA-256("<path>:<op>:<user>:<token>[:<expiration>]")) without padding. */
 int envd_signature(const char *path, const char *op, const char *user, const char *token,

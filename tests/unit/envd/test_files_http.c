@@ -68,6 +68,10 @@ static void on_request(http_req *req, void *ctx)
 	(void)ctx;
 	const char *tok = http_req_header(req, "X-Access-Token");
 	int token_ok = !envd.access_token || (tok && strcmp(tok, envd.access_token) == 0);
+	if (strcmp(http_req_path(req), "/files/compose") == 0) {
+		envd_files_compose(req, token_ok);
+		return;
+	}
 	if (strcmp(http_req_path(req), "/files") != 0) {
 		http_resp_error(req, 404, "no route");
 		return;
@@ -590,6 +594,40 @@ static void test_acting_user(void **state)
 	resp_free(&r);
 }
 
+static void test_compose(void **state)
+{
+	(void)state;
+	struct resp r;
+	char body[2048], p[512];
+	write_text("part1", "hello ");
+	write_text("part2", "world");
+	snprintf(body, sizeof body, "{\"source_paths\":[\"%s/part1\",\"%s/part2\"],\"destination\":\"%s/composed/all.txt\"}",
+		 scratch, scratch, scratch);
+	const char *h[] = {"Content-Type: application/json", NULL};
+	const char *url = "/compose";
+	request(&r, "POST", url, h, body, strlen(body), NULL);
+	assert_int_equal(r.status, 200);
+	json_t *j = json_loads(r.body.data, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "name")), "all.txt");
+	assert_string_equal(json_string_value(json_object_get(j, "type")), "file");
+	json_decref(j);
+	resp_free(&r);
+	snprintf(p, sizeof p, "%s/composed/all.txt", scratch);
+	size_t len;
+	char *got = slurp(p, &len);
+	assert_string_equal(got, "hello world");
+	free(got);
+	snprintf(p, sizeof p, "%s/part1", scratch);
+	assert_int_equal(access(p, F_OK), -1);
+	/* A missing source: 404, nothing written. */
+	request(&r, "POST", url, h, body, strlen(body), NULL);
+	assert_int_equal(r.status, 404);
+	resp_free(&r);
+	request(&r, "POST", url, h, "{\"destination\":1}", 16, NULL);
+	assert_int_equal(r.status, 400);
+	resp_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -601,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_big_round_trip),
 		cmocka_unit_test(test_signed_urls),
 		cmocka_unit_test(test_acting_user),
+		cmocka_unit_test(test_compose),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
