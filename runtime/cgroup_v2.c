@@ -1,0 +1,143 @@
+/* cgroup v2 (unified hierarchy at /sys/fs/cgroup): one directory per sandbox with cpu, memory and pids
+ * enabled from the root down; the child is cloned straight into it (CLONE_INTO_CGROUP). */
+#include "runtime/internal.h"
+
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define V2_MOUNT "/sys/fs/cgroup"
+static char base[PATH_MAX];  /* /sys/fs/cgroup/cubesandbox/<instance> */
+static char suffix_base[64]; /* /cubesandbox/<instance> */
+static bool have_kill;
+
+static void enable_controllers(const char *dir)
+{
+	/* One at a time: a controller the kernel lacks must not block the others. */
+	static const char *const ctls[] = {"+cpu", "+memory", "+pids"};
+	for (size_t i = 0; i < CUBE_ARRAY_LEN(ctls); i++)
+		cg_write(dir, "cgroup.subtree_control", ctls[i]);
+}
+
+static int v2_init(const char *instance, cube_err *err)
+{
+	char mid[PATH_MAX];
+	snprintf(mid, sizeof mid, V2_MOUNT "/cubesandbox");
+	snprintf(base, sizeof base, "%s/%s", mid, instance);
+	snprintf(suffix_base, sizeof suffix_base, "/cubesandbox/%s", instance);
+	if (cube_mkdir_p(base, 0755) < 0)
+		return cube_fail(err, 500, errno, "create cgroup %s", base);
+	enable_controllers(V2_MOUNT);
+	enable_controllers(mid);
+	enable_controllers(base);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/cgroup.subtree_control", base);
+	cleanup_free char *on = cube_read_file(path, NULL);
+	if (!on || !strstr(on, "memory") || !strstr(on, "pids") || !strstr(on, "cpu"))
+		return cube_fail(err, 500, 0, "cgroup v2: cannot enable cpu, memory and pids in %s (enabled: %s)",
+				 base, on ? on : "none");
+	struct stat st;
+	snprintf(path, sizeof path, "%s/cgroup.kill", base);
+	have_kill = stat(path, &st) == 0;
+	return 0;
+}
+
+static void dir_of(const char *id, char *out, size_t len) { snprintf(out, len, "%s/%s", base, id); }
+
+static int v2_destroy(const char *id, cube_err *err)
+{
+	char dir[PATH_MAX];
+	dir_of(id, dir, sizeof dir);
+	return cg_empty_and_remove(dir, have_kill, err);
+}
+
+static int v2_create(const char *id, const struct cg_limits *lim, int *dirfd, cube_err *err)
+{
+	char dir[PATH_MAX], val[64];
+	const char *what = NULL;
+	dir_of(id, dir, sizeof dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return cube_fail(err, 500, errno, "create cgroup %s", dir);
+	if (lim->cpu_millis) {
+		snprintf(val, sizeof val, "%u 100000", lim->cpu_millis * 100);
+		if (cg_write(dir, "cpu.max", val) < 0)
+			what = "cpu.max";
+	}
+	if (!what && lim->memory_bytes) {
+		snprintf(val, sizeof val, "%llu", lim->memory_bytes);
+		if (cg_write(dir, "memory.max", val) < 0)
+			what = "memory.max";
+		else if (cg_write(dir, "memory.swap.max", "0") < 0 && errno != ENOENT)
+			what = "memory.swap.max";
+	}
+	if (!what && lim->pids_max) {
+		snprintf(val, sizeof val, "%u", lim->pids_max);
+		if (cg_write(dir, "pids.max", val) < 0)
+			what = "pids.max";
+	}
+	if (!what && (*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		what = "open";
+	if (what) {
+		cube_fail(err, 500, errno, "cgroup %s: %s", dir, what);
+		v2_destroy(id, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int v2_attach(const char *id, pid_t pid, cube_err *err)
+{
+	char dir[PATH_MAX], val[24];
+	dir_of(id, dir, sizeof dir);
+	snprintf(val, sizeof val, "%d", (int)pid);
+	if (cg_write(dir, "cgroup.procs", val) < 0)
+		return cube_fail(err, 500, errno, "move sandbox into cgroup %s", dir);
+	return 0;
+}
+
+static bool v2_contains(const char *id, pid_t pid)
+{
+	char suffix[PATH_MAX];
+	snprintf(suffix, sizeof suffix, "%s/%s", suffix_base, id);
+	return cg_proc_in(pid, suffix);
+}
+
+static int v2_usage(const char *id, struct cg_usage *out, cube_err *err)
+{
+	char dir[PATH_MAX];
+	unsigned long long v = 0;
+	memset(out, 0, sizeof *out);
+	dir_of(id, dir, sizeof dir);
+	if (cg_read_ull(dir, "memory.current", &out->mem_used) < 0)
+		return cube_fail(err, 404, errno, "sandbox %s has no cgroup", id);
+	cg_read_ull(dir, "memory.max", &out->mem_limit);
+	cg_read_keyed(dir, "memory.stat", "file", &out->mem_cache);
+	if (cg_read_keyed(dir, "cpu.stat", "usage_usec", &v) == 0)
+		out->cpu_usage_ns = v * 1000;
+	if (cg_read_ull(dir, "pids.current", &v) == 0)
+		out->pids = (unsigned)v;
+	return 0;
+}
+
+static int v2_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err)
+{
+	cleanup_dir DIR *d = opendir(base);
+	if (!d)
+		return errno == ENOENT ? 0 : cube_fail(err, 500, errno, "list %s", base);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_type == DT_DIR && e->d_name[0] != '.')
+			fn(e->d_name, arg);
+	return 0;
+}
+
+const struct cg_backend cg_v2_backend = {
+	.init = v2_init, .create = v2_create, .attach = v2_attach, .destroy = v2_destroy,
+	.contains = v2_contains, .usage = v2_usage, .list = v2_list,
+};

@@ -1,0 +1,122 @@
+/* Private interfaces between the runtime's files: the start plan the parent prepares for the sandbox
+ * child (everything precomputed, since the child of a multi-threaded process must not allocate), the
+ * cgroup backends and the seccomp filter. Only the runtime sources include this. */
+#ifndef CUBE_RUNTIME_INTERNAL_H
+#define CUBE_RUNTIME_INTERNAL_H
+
+#include <limits.h>
+#include <linux/filter.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "runtime/runtime.h"
+
+/* ---- the child (runtime/child.c, runtime/mounts.c) ---- */
+
+/* Messages on the parent<->child SEQPACKET socket. */
+enum {
+	SYNC_CGROUP_READY = 'G', /* parent -> child: you are in your cgroups */
+	SYNC_WANT_IDMAP = 'M',   /* child -> parent: user namespace created, write uid_map/gid_map */
+	SYNC_IDMAP_DONE = 'U',   /* parent -> child: maps written */
+	SYNC_ERROR = 'E',        /* child -> parent: struct child_error follows in the same message */
+};
+
+struct child_error {
+	char tag; /* SYNC_ERROR */
+	int errnum;
+	char what[300];
+};
+
+/* Everything the child needs, computed by the parent before clone. */
+struct start_plan {
+	int sync_fd, ready_fd, config_fd, log_fd;
+	char envd_path[PATH_MAX];    /* resolved in the child's mount namespace (a host fd would not bind) */
+	unsigned uid_base;
+	int cap_last;
+	const struct sock_fprog *seccomp;
+
+	char layer_mnt[PATH_MAX];    /* host dir the private tmpfs is mounted on (in the child's mount ns) */
+	char layer_opts[128];        /* tmpfs data: size=,mode= */
+	char upper[PATH_MAX + 16], work[PATH_MAX + 16], merged[PATH_MAX + 16];
+	char overlay_opts[3 * PATH_MAX + 64];
+	uid_t root_uid;              /* owner and mode of the template root, given to the upper dir */
+	gid_t root_gid;
+	mode_t root_mode;
+
+	char dev_opts[96], pts_opts[96], shm_opts[96];
+	char hostname[65];
+	size_t hostname_len;
+	char hostname_file[80];
+	char hosts[256];
+	char resolv[1024];
+};
+
+/* Runs in the cloned child; never returns (execs envd or reports an error and _exits). */
+__attribute__((noreturn)) void child_main(const struct start_plan *p);
+
+/* Reports (errnum, "what: detail") to the parent and exits. No allocation. */
+__attribute__((noreturn)) void child_die(const struct start_plan *p, int errnum, const char *what,
+					 const char *detail);
+
+/* Mount steps, run in the child (runtime/mounts.c). Each dies on failure. */
+void mounts_build_root(const struct start_plan *p);     /* tmpfs layer + overlay, pivot_root */
+/* /dev, /proc, /sys, /tmp, the /etc files, and envd from envd_tree (an open_tree clone). */
+void mounts_populate(const struct start_plan *p, int envd_tree);
+
+/* ---- cgroups (runtime/cgroup.c, cgroup_v1.c, cgroup_v2.c) ---- */
+
+struct cg_limits {
+	unsigned cpu_millis;
+	unsigned long long memory_bytes;
+	unsigned pids_max;
+};
+
+struct cg_usage {
+	unsigned long long cpu_usage_ns, mem_used, mem_limit, mem_cache;
+	unsigned pids;
+};
+
+int cg_init(const char *instance, cube_err *err);
+bool cg_is_v2(void);
+/* Create the sandbox's cgroups with limits. On v2 *dirfd is an O_PATH fd for CLONE_INTO_CGROUP; else -1. */
+int cg_create(const char *id, const struct cg_limits *lim, int *dirfd, cube_err *err);
+/* Move pid into the sandbox's cgroups (v1; on v2 clone placed it already). */
+int cg_attach(const char *id, pid_t pid, cube_err *err);
+/* Kill whatever still runs in the sandbox's cgroups, wait until they are empty, remove them. Idempotent. */
+int cg_destroy(const char *id, cube_err *err);
+/* Whether pid lives in this sandbox's cgroup. */
+bool cg_contains(const char *id, pid_t pid);
+int cg_read_usage(const char *id, struct cg_usage *out, cube_err *err);
+/* Call fn for each sandbox id that has a cgroup of this instance (any hierarchy, deduplicated). */
+int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
+
+/* Backend entry points, selected by cg_is_v2(). `dir` is the sandbox's cgroup path (without hierarchy
+ * mount for v1, which has several). */
+struct cg_backend {
+	int (*init)(const char *instance, cube_err *err);
+	int (*create)(const char *id, const struct cg_limits *lim, int *dirfd, cube_err *err);
+	int (*attach)(const char *id, pid_t pid, cube_err *err);
+	int (*destroy)(const char *id, cube_err *err);
+	bool (*contains)(const char *id, pid_t pid);
+	int (*usage)(const char *id, struct cg_usage *out, cube_err *err);
+	int (*list)(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
+};
+extern const struct cg_backend cg_v1_backend, cg_v2_backend;
+
+/* Shared helpers for both backends (runtime/cgroup.c). */
+int cg_write(const char *dir, const char *file, const char *value);
+int cg_read_ull(const char *dir, const char *file, unsigned long long *out);
+/* Read "key value" from a flat keyed file (memory.stat, cpu.stat). */
+int cg_read_keyed(const char *dir, const char *file, const char *key, unsigned long long *out);
+/* SIGKILL every pid listed in <dir>/cgroup.procs until it is empty (or timeout), then rmdir dir. */
+int cg_empty_and_remove(const char *dir, bool use_cgroup_kill, cube_err *err);
+/* Whether /proc/<pid>/cgroup names <suffix> as one of its paths. */
+bool cg_proc_in(pid_t pid, const char *suffix);
+
+/* ---- seccomp (runtime/seccomp.c) ---- */
+
+/* Compile the sandbox's seccomp policy once, at rt_init. */
+int seccomp_build(cube_err *err);
+const struct sock_fprog *seccomp_program(void);
+
+#endif

@@ -1,0 +1,60 @@
+/* Sandbox runtime, namespace backend: starts envd as PID 1 of a fresh set of namespaces on an overlay
+ * root with cgroup limits, and kills, adopts, measures and reclaims those sandboxes. Called by cubed's
+ * sandbox table (daemon/sandboxes.c), mostly from libuv worker threads. Policy: docs/security.md. */
+#ifndef CUBE_RUNTIME_H
+#define CUBE_RUNTIME_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/error.h"
+
+struct rt_config {
+	const char *state_dir;        /* cubed's state dir; runtime may keep per-sandbox files under <state_dir>/sandboxes/<id> */
+	const char *instance;         /* 12-hex id of this cubed instance; names cgroups so several instances coexist */
+	unsigned uid_base, uid_count; /* sandbox uid 0 -> host uid_base (default 200000000, 65536) */
+	const char *envd_path;        /* host path of the static cube-envd binary */
+};
+
+struct rt_spec {
+	const char *id;               /* sandbox id [a-z0-9]+ */
+	const char *rootfs;           /* template rootfs dir (read-only lower layer, already uid-shifted) */
+	const char *hostname;         /* usually the sandbox id */
+	unsigned cpu_millis;          /* 1000 = one core; 0 = unlimited */
+	unsigned long long memory_bytes, disk_bytes; /* disk = size of the private writable layer; 0 = default */
+	unsigned pids_max;            /* 0 = unlimited */
+	const char *envd_config;      /* JSON string handed to envd on fd 3 */
+	const char *log_path;         /* optional host file that receives envd's stdout/stderr (NULL: /dev/null) */
+};
+
+struct rt_sandbox {
+	pid_t pid;                    /* host pid of the sandbox's PID 1 (envd) */
+	unsigned long long start_time; /* /proc/<pid>/stat field 22, proves identity after restart */
+	int pidfd;                    /* readable when envd exits; -1 when closed */
+	int netns_fd;                 /* the sandbox's network namespace; -1 when closed */
+};
+
+struct rt_stats {
+	unsigned long long cpu_usage_ns, mem_used, mem_limit, mem_cache, disk_used, disk_total;
+	unsigned pids;
+};
+
+/* Detect cgroup v2 vs v1/hybrid, create this instance's parent cgroups, compile the seccomp filter. */
+int rt_init(const struct rt_config *cfg, cube_err *err);
+/* Blocking and thread-safe; returns once envd has written its ready byte on fd 4 (10 s timeout). */
+int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err);
+/* After a cubed restart: check pid is alive with that start_time and in our cgroup; reopen its fds. */
+int rt_adopt(const char *id, pid_t pid, unsigned long long start_time, struct rt_sandbox *out, cube_err *err);
+/* SIGKILL the whole sandbox, reap it, remove its cgroups, close fds. Idempotent; sb may be NULL. */
+int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err);
+/* Real cgroup figures (v1 or v2); disk from statfs of the sandbox's writable layer. */
+int rt_stats(const char *id, struct rt_sandbox *sb, struct rt_stats *out, cube_err *err);
+/* At start-up: kill and remove every sandbox cgroup of this instance whose id is not in live_ids.
+ * Returns the number reclaimed. */
+int rt_reclaim(const char *const *live_ids, size_t n, cube_err *err);
+/* A new non-blocking, CLOEXEC TCP socket inside the sandbox's network namespace (unconnected). */
+int rt_connect_socket(int netns_fd, cube_err *err);
+/* Reap exited sandbox inits that are our children; call on SIGCHLD. Only touches pids rt_start made. */
+void rt_reap(void);
+
+#endif

@@ -1,0 +1,547 @@
+/* Runtime tests: start real sandboxes (as root) on a tiny busybox rootfs with tests/unit/runtime/
+ * fake_init standing in for envd, and check the isolation promises of docs/security.md, the cgroup
+ * limits, kill/reclaim/adopt, and the create/kill latency. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "runtime/runtime.h"
+
+#define UID_BASE 200000000u
+#define PORT 49983
+
+static char work[256], rootfs[300], state[300], instance[13];
+
+static const char *const applets[] = {
+	"sh", "ls", "cat", "echo", "id", "hostname", "head", "tr", "sleep", "mkdir", "ps", "grep", "wc",
+	"touch", "rm", "true", "false", "kill", "test", "stat", "uname", "env", "mount", "df",
+};
+
+static void write_text(const char *rel, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", rootfs, rel);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static int shift_owner(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)flag;
+	(void)ftw;
+	return lchown(path, UID_BASE + st->st_uid, UID_BASE + st->st_gid);
+}
+
+/* busybox + applet links + passwd with root and user(1000), shifted into the sandbox uid range. */
+static void build_rootfs(void)
+{
+	static const char *const dirs[] = {"bin", "etc", "tmp", "proc", "dev", "sys", "root", "home", "home/user",
+					   "usr", "usr/bin"};
+	char path[512], cmd[1024];
+	mkdir(rootfs, 0755);
+	for (size_t i = 0; i < CUBE_ARRAY_LEN(dirs); i++) {
+		snprintf(path, sizeof path, "%s/%s", rootfs, dirs[i]);
+		assert_int_equal(mkdir(path, 0755), 0);
+	}
+	snprintf(path, sizeof path, "%s/tmp", rootfs);
+	chmod(path, 01777);
+	snprintf(cmd, sizeof cmd, "cp /bin/busybox %s/bin/busybox", rootfs);
+	assert_int_equal(system(cmd), 0);
+	for (size_t i = 0; i < CUBE_ARRAY_LEN(applets); i++) {
+		snprintf(path, sizeof path, "%s/bin/%s", rootfs, applets[i]);
+		assert_int_equal(symlink("busybox", path), 0);
+	}
+	write_text("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n");
+	write_text("etc/group", "root:x:0:\ntty:x:5:\nuser:x:1000:\n");
+	snprintf(path, sizeof path, "%s/home/user", rootfs);
+	assert_int_equal(chown(path, 1000, 1000), 0);
+	assert_int_equal(nftw(rootfs, shift_owner, 16, FTW_PHYS), 0);
+}
+
+static int group_setup(void **state_)
+{
+	(void)state_;
+	if (geteuid() != 0) {
+		fprintf(stderr, "runtime tests need root\n");
+		return -1;
+	}
+	snprintf(work, sizeof work, "/tmp/cube-rt-test-XXXXXX");
+	if (!mkdtemp(work))
+		return -1;
+	chmod(work, 0755);
+	snprintf(rootfs, sizeof rootfs, "%s/rootfs", work);
+	snprintf(state, sizeof state, "%s/state", work);
+	build_rootfs();
+	snprintf(instance, sizeof instance, "7e577e577e57"); /* fixed: teardown removes its cgroup dirs */
+	const char *envd = getenv("RT_FAKE_INIT");
+	if (!envd)
+		envd = "./fake_init";
+	struct rt_config cfg = {.state_dir = state, .instance = instance, .uid_base = UID_BASE,
+				.uid_count = 65536, .envd_path = envd};
+	cube_err err = {0};
+	if (rt_init(&cfg, &err) < 0) {
+		fprintf(stderr, "rt_init: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state_)
+{
+	(void)state_;
+	cube_err err;
+	int n = rt_reclaim(NULL, 0, &err);
+	if (n != 0)
+		fprintf(stderr, "teardown reclaimed %d sandbox(es) %s\n", n, n < 0 ? err.msg : "");
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "rmdir /sys/fs/cgroup/*/cubesandbox/%s /sys/fs/cgroup/cubesandbox/%s 2>/dev/null", instance,
+		 instance);
+	if (system(cmd)) {}
+	snprintf(cmd, sizeof cmd, "rm -rf %s", work);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- helpers ---- */
+
+static int start(const char *id, unsigned long long mem, unsigned pids, struct rt_sandbox *sb, cube_err *err)
+{
+	struct rt_spec spec = {.id = id, .rootfs = rootfs, .hostname = id, .cpu_millis = 1000,
+			       .memory_bytes = mem, .disk_bytes = 64ULL << 20, .pids_max = pids,
+			       .envd_config = "{\"port\":49983}"};
+	return rt_start(&spec, sb, err);
+}
+
+static void start_ok(const char *id, unsigned long long mem, unsigned pids, struct rt_sandbox *sb)
+{
+	cube_err err = {0};
+	int rc = start(id, mem, pids, sb, &err);
+	if (rc < 0)
+		fail_msg("rt_start %s: %s", id, err.msg);
+}
+
+/* Run one shell command through the fixture's listener inside the sandbox; returns its output. */
+static char *run(struct rt_sandbox *sb, const char *cmd)
+{
+	cube_err err = {0};
+	int fd = rt_connect_socket(sb->netns_fd, &err);
+	if (fd < 0)
+		fail_msg("rt_connect_socket: %s", err.msg);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+	assert_true(rc == 0 || errno == EINPROGRESS);
+	fcntl(fd, F_SETFL, 0);
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	char line[4096];
+	snprintf(line, sizeof line, "%s\n", cmd);
+	assert_int_equal(cube_write_all(fd, line, strlen(line)), 0);
+	size_t cap = 1 << 16, len = 0;
+	char *out = malloc(cap);
+	for (;;) {
+		p = (struct pollfd){.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 20000) != 1)
+			fail_msg("command '%s' timed out", cmd);
+		ssize_t n = read(fd, out + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len + 1 >= cap)
+			out = realloc(out, cap *= 2);
+	}
+	out[len] = '\0';
+	close(fd);
+	return out;
+}
+
+static void kill_ok(const char *id, struct rt_sandbox *sb)
+{
+	cube_err err = {0};
+	if (rt_kill(id, sb, &err) < 0)
+		fail_msg("rt_kill %s: %s", id, err.msg);
+}
+
+static int count_cgroups(const char *id)
+{
+	static const char *const ctls[] = {"cpu", "cpuacct", "memory", "pids", "freezer", ""};
+	int n = 0;
+	char path[512];
+	struct stat st;
+	for (size_t i = 0; i < CUBE_ARRAY_LEN(ctls); i++) {
+		snprintf(path, sizeof path, "/sys/fs/cgroup/%s%scubesandbox/%s/%s", ctls[i], *ctls[i] ? "/" : "",
+			 instance, id);
+		if (stat(path, &st) == 0)
+			n++;
+	}
+	return n;
+}
+
+static void assert_contains(const char *out, const char *needle, bool want)
+{
+	if ((strstr(out, needle) != NULL) != want)
+		fail_msg("output %s \"%s\":\n%s", want ? "lacks" : "has", needle, out);
+}
+#define has(out, s) assert_contains(out, s, true)
+#define lacks(out, s) assert_contains(out, s, false)
+
+/* ---- tests ---- */
+
+static void test_identity_and_visibility(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	start_ok("ident1", 256ULL << 20, 128, &sb);
+	assert_true(sb.pid > 0);
+	assert_true(sb.pidfd >= 0 && sb.netns_fd >= 0);
+	assert_int_equal(count_cgroups("ident1") > 0, 1);
+
+	char *out = run(&sb, "echo pid=$$; hostname; id -u; cat /proc/1/cmdline | tr -d '\\000'; echo; cat /etc/hostname");
+	has(out, "ident1\n0\n/.cube/envd\nident1\n");
+	free(out);
+
+	/* Only the sandbox's own processes: envd, the shell and ls. */
+	out = run(&sb, "ls /proc | grep -c '^[0-9]'");
+	assert_true(atoi(out) <= 4);
+	free(out);
+	char mine[64];
+	snprintf(mine, sizeof mine, "test -e /proc/%d/cmdline && echo visible || echo hidden", getpid());
+	out = run(&sb, mine);
+	assert_string_equal(out, "hidden\n");
+	free(out);
+
+	/* No host files: the work dir and this test's files are nowhere. */
+	out = run(&sb, "ls / ; test -e /work && echo HOSTWORK; test -e /tmp/cube-rt-test-host && echo HOSTTMP; true");
+	lacks(out, "HOST");
+	lacks(out, "state");
+	free(out);
+
+	/* Sandbox root is host uid_base, not host root. */
+	struct stat st;
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d", (int)sb.pid);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, UID_BASE);
+	out = run(&sb, "cat /proc/self/uid_map; grep -E 'NoNewPrivs|Seccomp:|CapBnd' /proc/self/status");
+	has(out, "200000000");
+	has(out, "NoNewPrivs:\t1");
+	has(out, "Seccomp:\t2");
+	has(out, "CapBnd:\t00000000a80425fb");
+	free(out);
+
+	/* /dev is minimal, the /etc files are there, loopback is up. */
+	out = run(&sb, "ls /dev | tr '\\n' ' '; echo; cat /etc/hosts; echo x > /dev/null && echo devnull-ok");
+	has(out, "null");
+	lacks(out, "vda");
+	has(out, "127.0.0.1\tlocalhost ident1");
+	has(out, "devnull-ok");
+	free(out);
+	kill_ok("ident1", &sb);
+	assert_int_equal(count_cgroups("ident1"), 0);
+}
+
+static void test_writes_are_private(void **s)
+{
+	(void)s;
+	struct rt_sandbox a, b;
+	start_ok("writea", 256ULL << 20, 128, &a);
+	start_ok("writeb", 256ULL << 20, 128, &b);
+	char *out = run(&a, "echo secret > /etc/marker && rm /bin/ls && echo tmp > /tmp/t && cat /etc/marker");
+	assert_string_equal(out, "secret\n");
+	free(out);
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/etc/marker", rootfs);
+	assert_int_equal(stat(path, &st), -1);
+	snprintf(path, sizeof path, "%s/bin/ls", rootfs);
+	assert_int_equal(lstat(path, &st), 0);
+	out = run(&b, "cat /etc/marker 2>/dev/null || echo missing; test -e /bin/ls && echo ls-present; "
+		      "test -e /tmp/t || echo tmp-missing");
+	assert_string_equal(out, "missing\nls-present\ntmp-missing\n");
+	free(out);
+	/* A file created inside belongs to the shifted uid on the host side of the overlay. */
+	out = run(&a, "touch /root/f && stat -c %u /root/f && stat -c %u /");
+	assert_string_equal(out, "0\n0\n");
+	free(out);
+	kill_ok("writea", &a);
+	kill_ok("writeb", &b);
+}
+
+static void test_dangerous_syscalls_fail(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	start_ok("sys1", 256ULL << 20, 128, &sb);
+	char *out = run(&sb, "/.cube/envd trysys");
+	has(out, "mount=1\n");
+	has(out, "bpf=1\n");
+	has(out, "unshare=1\n");
+	has(out, "reboot=1\n");
+	has(out, "init_module=1\n");
+	has(out, "sethostname=1\n");
+	has(out, "clone_newns=1\n");
+	has(out, "keyctl=1\n");
+	has(out, "personality=1\n");
+	has(out, "personality_query=ok0\n");
+	free(out);
+	/* Even root inside cannot write what the host owns. */
+	out = run(&sb, "(echo 1 > /proc/sys/vm/overcommit_memory) 2>/dev/null || echo ro; cat /proc/keys | wc -c; "
+		      "(echo x > /.cube/envd) 2>/dev/null || echo envd-ro; ls /sys/firmware | wc -l");
+	assert_string_equal(out, "ro\n0\nenvd-ro\n0\n");
+	free(out);
+	kill_ok("sys1", &sb);
+}
+
+static void test_memory_bomb_is_contained(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	start_ok("mem1", 64ULL << 20, 128, &sb);
+	char *out = run(&sb, "/.cube/envd membomb 400; echo rc=$?");
+	lacks(out, "survived");
+	has(out, "rc=137");
+	free(out);
+	out = run(&sb, "echo alive");
+	assert_string_equal(out, "alive\n");
+	free(out);
+	kill_ok("mem1", &sb);
+}
+
+static void test_fork_bomb_hits_pids_max(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	start_ok("fork1", 256ULL << 20, 32, &sb);
+	char *out = run(&sb, "/.cube/envd forkbomb 5000");
+	int forks = -1, e = -1;
+	assert_int_equal(sscanf(out, "forks=%d errno=%d", &forks, &e), 2);
+	assert_true(forks < 32);
+	assert_int_equal(e, EAGAIN);
+	free(out);
+	out = run(&sb, "echo alive");
+	assert_string_equal(out, "alive\n");
+	free(out);
+	kill_ok("fork1", &sb);
+}
+
+static void test_kill_is_complete_and_idempotent(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	start_ok("kill1", 256ULL << 20, 128, &sb);
+	free(run(&sb, "sleep 1000 >/dev/null 2>&1 & sleep 1000 >/dev/null 2>&1 & echo started"));
+	pid_t pid = sb.pid;
+	kill_ok("kill1", &sb);
+	assert_int_equal(count_cgroups("kill1"), 0);
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(sb.pidfd, -1);
+	assert_int_equal(sb.netns_fd, -1);
+	kill_ok("kill1", &sb);
+	kill_ok("kill1", NULL);
+}
+
+static void test_reclaim_removes_leftovers(void **s)
+{
+	(void)s;
+	struct rt_sandbox keep, lost;
+	start_ok("keep1", 256ULL << 20, 128, &keep);
+	start_ok("lost1", 256ULL << 20, 128, &lost);
+	char path[512];
+	snprintf(path, sizeof path, "/sys/fs/cgroup/memory/cubesandbox/%s/stale1", instance);
+	mkdir(path, 0755); /* a leftover of a crashed instance (v1 layout on this machine) */
+	const char *live[] = {"keep1"};
+	cube_err err = {0};
+	int n = rt_reclaim(live, 1, &err);
+	assert_true(n >= 2);
+	assert_int_equal(count_cgroups("lost1"), 0);
+	assert_int_equal(count_cgroups("stale1"), 0);
+	assert_true(count_cgroups("keep1") > 0);
+	rt_reap();
+	assert_int_equal(kill(lost.pid, 0), -1);
+	close(lost.pidfd);
+	close(lost.netns_fd);
+	char *out = run(&keep, "echo alive");
+	assert_string_equal(out, "alive\n");
+	free(out);
+	kill_ok("keep1", &keep);
+}
+
+static void test_adopt(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb, again;
+	cube_err err = {0};
+	start_ok("adopt1", 256ULL << 20, 128, &sb);
+	assert_int_equal(rt_adopt("adopt1", sb.pid, sb.start_time, &again, &err), 0);
+	char *out = run(&again, "hostname");
+	assert_string_equal(out, "adopt1\n");
+	free(out);
+	close(again.pidfd);
+	close(again.netns_fd);
+	assert_int_equal(rt_adopt("adopt1", sb.pid, sb.start_time + 1, &again, &err), -1);
+	assert_int_equal(rt_adopt("other1", sb.pid, sb.start_time, &again, &err), -1);
+	assert_int_equal(rt_adopt("adopt1", getpid(), sb.start_time, &again, &err), -1);
+	kill_ok("adopt1", &sb);
+	assert_int_equal(rt_adopt("adopt1", sb.pid, sb.start_time, &again, &err), -1);
+}
+
+static void test_stats(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	struct rt_stats st;
+	cube_err err = {0};
+	start_ok("stats1", 128ULL << 20, 128, &sb);
+	free(run(&sb, "head -c 5000000 /dev/zero > /root/blob; echo done"));
+	assert_int_equal(rt_stats("stats1", &sb, &st, &err), 0);
+	assert_int_equal(st.mem_limit, 128ULL << 20);
+	assert_true(st.mem_used > 0);
+	assert_true(st.pids >= 1);
+	assert_true(st.cpu_usage_ns > 0);
+	assert_int_equal(st.disk_total, 64ULL << 20);
+	assert_true(st.disk_used >= 5000000);
+	/* The writable layer is size-limited. */
+	char *out = run(&sb, "head -c 100000000 /dev/zero > /root/big 2>/dev/null || echo full");
+	assert_string_equal(out, "full\n");
+	free(out);
+	kill_ok("stats1", &sb);
+	assert_int_equal(rt_stats("stats1", NULL, &st, &err), -1);
+}
+
+static void test_start_errors_are_clear(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	cube_err err = {0};
+	struct rt_spec spec = {.id = "bad1", .rootfs = "/nonexistent/rootfs", .envd_config = "{}"};
+	assert_int_equal(rt_start(&spec, &sb, &err), -1);
+	assert_non_null(strstr(err.msg, "/nonexistent/rootfs"));
+	assert_int_equal(count_cgroups("bad1"), 0);
+
+	spec.rootfs = rootfs;
+	spec.envd_config = "{\"exit\":7}";
+	memset(&err, 0, sizeof err);
+	assert_int_equal(rt_start(&spec, &sb, &err), -1);
+	assert_non_null(strstr(err.msg, "exit status 7"));
+	assert_int_equal(count_cgroups("bad1"), 0);
+
+	spec.id = "Bad/../id";
+	assert_int_equal(rt_start(&spec, &sb, &err), -1);
+	assert_int_equal(err.status, 400);
+}
+
+struct par {
+	char id[16];
+	struct rt_sandbox sb;
+	int rc;
+	cube_err err;
+};
+
+static void *start_thread(void *arg)
+{
+	struct par *p = arg;
+	p->rc = start(p->id, 128ULL << 20, 64, &p->sb, &p->err);
+	return NULL;
+}
+
+static void test_concurrent_starts(void **s)
+{
+	(void)s;
+	struct par ps[6];
+	pthread_t t[6];
+	for (int i = 0; i < 6; i++) {
+		memset(&ps[i], 0, sizeof ps[i]);
+		snprintf(ps[i].id, sizeof ps[i].id, "par%d", i);
+		pthread_create(&t[i], NULL, start_thread, &ps[i]);
+	}
+	for (int i = 0; i < 6; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 6; i++) {
+		if (ps[i].rc < 0)
+			fail_msg("%s: %s", ps[i].id, ps[i].err.msg);
+		char *out = run(&ps[i].sb, "hostname");
+		assert_string_equal(out, strcat(strcpy((char[32]){0}, ps[i].id), "\n"));
+		free(out);
+	}
+	for (int i = 0; i < 6; i++)
+		kill_ok(ps[i].id, &ps[i].sb);
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+	return x < y ? -1 : x > y;
+}
+
+static long long now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+/* Not a timed test: prints the medians (docs/benchmarks.md takes them from bench/). */
+static void test_create_kill_latency(void **s)
+{
+	(void)s;
+	enum { N = 30 };
+	long long create[N], destroy[N];
+	for (int i = 0; i < N; i++) {
+		char id[16];
+		struct rt_sandbox sb;
+		snprintf(id, sizeof id, "lat%d", i);
+		long long t0 = now_us();
+		start_ok(id, 256ULL << 20, 128, &sb);
+		long long t1 = now_us();
+		kill_ok(id, &sb);
+		long long t2 = now_us();
+		create[i] = t1 - t0;
+		destroy[i] = t2 - t1;
+	}
+	qsort(create, N, sizeof create[0], cmp_ll);
+	qsort(destroy, N, sizeof destroy[0], cmp_ll);
+	printf("# create p50 %.2f ms p90 %.2f ms; kill p50 %.2f ms p90 %.2f ms (n=%d)\n", create[N / 2] / 1000.0,
+	       create[N * 9 / 10] / 1000.0, destroy[N / 2] / 1000.0, destroy[N * 9 / 10] / 1000.0, N);
+	assert_true(create[N / 2] < 1000000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_identity_and_visibility),
+		cmocka_unit_test(test_writes_are_private),
+		cmocka_unit_test(test_dangerous_syscalls_fail),
+		cmocka_unit_test(test_memory_bomb_is_contained),
+		cmocka_unit_test(test_fork_bomb_hits_pids_max),
+		cmocka_unit_test(test_kill_is_complete_and_idempotent),
+		cmocka_unit_test(test_reclaim_removes_leftovers),
+		cmocka_unit_test(test_adopt),
+		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_start_errors_are_clear),
+		cmocka_unit_test(test_concurrent_starts),
+		cmocka_unit_test(test_create_kill_latency),
+	};
+	if (getenv("RT_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("RT_TEST_FILTER"));
+	return cmocka_run_group_tests_name("runtime", tests, group_setup, group_teardown);
+}
