@@ -98,7 +98,10 @@ static int v1_create(const char *id, const struct cg_limits *lim, int *dirfd, cu
 	for (size_t i = 0; i < nhier; i++) {
 		const struct hierarchy *h = &hier[i];
 		dir_of(h, id, dir, sizeof dir);
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		/* An existing cgroup belongs to a live or unreclaimed sandbox: never share or remove it. */
+		if (i == 0 && mkdir(dir, 0755) < 0 && errno == EEXIST)
+			return cube_fail(err, 409, EEXIST, "cgroup %s", dir);
+		if (i > 0 && mkdir(dir, 0755) < 0 && errno != EEXIST) {
 			cube_fail(err, 500, errno, "create cgroup %s", dir);
 			goto fail;
 		}

@@ -10,12 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 
 #define V2_MOUNT "/sys/fs/cgroup"
 static char base[PATH_MAX];  /* /sys/fs/cgroup/cubesandbox/<instance> */
 static char suffix_base[64]; /* /cubesandbox/<instance> */
-static bool have_kill;
+static bool have_kill, have_cpu;
 
 static void enable_controllers(const char *dir)
 {
@@ -39,9 +40,13 @@ static int v2_init(const char *instance, cube_err *err)
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/cgroup.subtree_control", base);
 	cleanup_free char *on = cube_read_file(path, NULL);
-	if (!on || !strstr(on, "memory") || !strstr(on, "pids") || !strstr(on, "cpu"))
-		return cube_fail(err, 500, 0, "cgroup v2: cannot enable cpu, memory and pids in %s (enabled: %s)",
+	if (!on || !strstr(on, "memory") || !strstr(on, "pids"))
+		return cube_fail(err, 500, 0, "cgroup v2: cannot enable memory and pids in %s (enabled: %s)",
 				 base, on ? on : "none");
+	/* cpu cannot be enabled while real-time threads run outside the root cgroup: then no cpu limit. */
+	have_cpu = strstr(on, "cpu") != NULL;
+	if (!have_cpu)
+		log_warn("runtime: cgroup v2 cpu controller unavailable in %s; sandboxes get no cpu limit", base);
 	struct stat st;
 	snprintf(path, sizeof path, "%s/cgroup.kill", base);
 	have_kill = stat(path, &st) == 0;
@@ -62,9 +67,9 @@ static int v2_create(const char *id, const struct cg_limits *lim, int *dirfd, cu
 	char dir[PATH_MAX], val[64];
 	const char *what = NULL;
 	dir_of(id, dir, sizeof dir);
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		return cube_fail(err, 500, errno, "create cgroup %s", dir);
-	if (lim->cpu_millis) {
+	if (mkdir(dir, 0755) < 0)
+		return cube_fail(err, errno == EEXIST ? 409 : 500, errno, "create cgroup %s", dir);
+	if (lim->cpu_millis && have_cpu) {
 		snprintf(val, sizeof val, "%u 100000", lim->cpu_millis * 100);
 		if (cg_write(dir, "cpu.max", val) < 0)
 			what = "cpu.max";

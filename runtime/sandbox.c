@@ -461,7 +461,7 @@ out:
 			close(sync[i]);
 	}
 	if (rc < 0 && pid <= 0)
-		cg_destroy(spec->id, NULL);
+		cg_destroy(spec->id, NULL); /* ours: cg_create refused an existing one */
 	return rc;
 }
 

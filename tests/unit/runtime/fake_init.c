@@ -125,6 +125,17 @@ int main(int argc, char **argv)
 		return forkbomb(argc > 2 ? atoi(argv[2]) : 1000);
 	if (argc > 1 && strcmp(argv[1], "trysys") == 0)
 		return trysys();
+	if (argc > 1 && strcmp(argv[1], "x32") == 0) { /* the x32 ABI is refused: this should not return */
+		long rc = syscall(0x40000000 | SYS_getpid);
+		printf("x32 getpid returned %ld\n", rc);
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "int80") == 0) { /* the i386 ABI likewise */
+		long rc;
+		__asm__ volatile("int $0x80" : "=a"(rc) : "a"(20) : "memory"); /* i386 getpid */
+		printf("int80 getpid returned %ld\n", rc);
+		return 0;
+	}
 
 	char conf[4096];
 	ssize_t n = read(3, conf, sizeof conf - 1);

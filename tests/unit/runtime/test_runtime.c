@@ -304,6 +304,10 @@ static void test_dangerous_syscalls_fail(void **s)
 	has(out, "personality=1\n");
 	has(out, "personality_query=ok0\n");
 	free(out);
+	/* Only the native ABI: x32 and i386 system calls kill the caller (SIGSYS = 31). */
+	out = run(&sb, "/.cube/envd x32; echo rc=$?; /.cube/envd int80; echo rc=$?");
+	assert_string_equal(out, "Bad system call\nrc=159\nBad system call\nrc=159\n");
+	free(out);
 	/* Even root inside cannot write what the host owns. */
 	out = run(&sb, "(echo 1 > /proc/sys/vm/overcommit_memory) 2>/dev/null || echo ro; cat /proc/keys | wc -c; "
 		      "(echo x > /.cube/envd) 2>/dev/null || echo envd-ro; ls /sys/firmware | wc -l");
@@ -444,6 +448,16 @@ static void test_start_errors_are_clear(void **s)
 	assert_int_equal(rt_start(&spec, &sb, &err), -1);
 	assert_non_null(strstr(err.msg, "exit status 7"));
 	assert_int_equal(count_cgroups("bad1"), 0);
+
+	/* A second sandbox with a live one's id is refused and leaves the first alone. */
+	struct rt_sandbox first;
+	start_ok("dup1", 128ULL << 20, 64, &first);
+	assert_int_equal(start("dup1", 128ULL << 20, 64, &sb, &err), -1);
+	assert_int_equal(err.status, 409);
+	char *out = run(&first, "echo alive");
+	assert_string_equal(out, "alive\n");
+	free(out);
+	kill_ok("dup1", &first);
 
 	spec.id = "Bad/../id";
 	assert_int_equal(rt_start(&spec, &sb, &err), -1);
