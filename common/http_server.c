@@ -403,7 +403,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void conn_update_reading(http_conn *c)
 {
 	http_req *r = c->req;
-	int want = !c->closing && !c->parser_paused && c->in_len < MAX_HEAD_BYTES * 4;
+	/* Keep reading while a response is pending (pipelined bytes just queue up, bounded) so a
+	 * client that hangs up is noticed and the handler's close callback runs. */
+	int want = !c->closing && c->in_len < MAX_HEAD_BYTES * 4;
 	if (r && (r->mode == BODY_NONE || r->paused) && !r->msg_complete)
 		want = 0;
 	if (r && r->upgrade)
