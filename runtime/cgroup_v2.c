@@ -26,6 +26,16 @@ static void enable_controllers(const char *dir)
 		cg_write(dir, "cgroup.subtree_control", ctls[i]);
 }
 
+/* Whether a space-separated controller list names ctl ("cpu" must not match "cpuset"). */
+static bool lists(const char *list, const char *ctl)
+{
+	size_t n = strlen(ctl);
+	for (const char *p = list; (p = strstr(p, ctl)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
 static int v2_init(const char *instance, cube_err *err)
 {
 	char mid[PATH_MAX];
@@ -40,11 +50,11 @@ static int v2_init(const char *instance, cube_err *err)
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/cgroup.subtree_control", base);
 	cleanup_free char *on = cube_read_file(path, NULL);
-	if (!on || !strstr(on, "memory") || !strstr(on, "pids"))
+	if (!on || !lists(on, "memory") || !lists(on, "pids"))
 		return cube_fail(err, 500, 0, "cgroup v2: cannot enable memory and pids in %s (enabled: %s)",
 				 base, on ? on : "none");
 	/* cpu cannot be enabled while real-time threads run outside the root cgroup: then no cpu limit. */
-	have_cpu = strstr(on, "cpu") != NULL;
+	have_cpu = lists(on, "cpu");
 	if (!have_cpu)
 		log_warn("runtime: cgroup v2 cpu controller unavailable in %s; sandboxes get no cpu limit", base);
 	struct stat st;
