@@ -33,7 +33,7 @@ static char work[256], rootfs[300], state[300], instance[13];
 
 static const char *const applets[] = {
 	"sh", "ls", "cat", "echo", "id", "hostname", "head", "tr", "sleep", "mkdir", "ps", "grep", "wc",
-	"touch", "rm", "true", "false", "kill", "test", "stat", "uname", "env", "mount", "df",
+	"touch", "rm", "true", "false", "kill", "test", "stat", "uname", "env", "mount", "df", "su", "chown",
 };
 
 static void write_text(const char *rel, const char *text)
@@ -312,6 +312,11 @@ static void test_dangerous_syscalls_fail(void **s)
 	out = run(&sb, "(echo 1 > /proc/sys/vm/overcommit_memory) 2>/dev/null || echo ro; cat /proc/keys | wc -c; "
 		      "(echo x > /.cube/envd) 2>/dev/null || echo envd-ro; ls /sys/firmware | wc -l");
 	assert_string_equal(out, "ro\n0\nenvd-ro\n0\n");
+	free(out);
+	/* A command as `user` (what envd does for user "user") has no capabilities and no root files. */
+	out = run(&sb, "su -s /bin/sh user -c "
+		      "'id -u; grep CapEff /proc/self/status; (echo x > /root/x) 2>/dev/null || echo denied'");
+	assert_string_equal(out, "1000\nCapEff:\t0000000000000000\ndenied\n");
 	free(out);
 	kill_ok("sys1", &sb);
 }
