@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -115,6 +116,8 @@ int rt_init(const struct rt_config *cfg, cube_err *err)
 {
 	if (!cfg->state_dir || !cfg->instance || !cfg->envd_path)
 		return cube_fail(err, 500, EINVAL, "runtime config");
+	if (!valid_id(cfg->instance))
+		return cube_fail(err, 500, EINVAL, "runtime instance id '%s'", cfg->instance);
 	snprintf(R.state_dir, sizeof R.state_dir, "%s", cfg->state_dir);
 	snprintf(R.envd_path, sizeof R.envd_path, "%s", cfg->envd_path);
 	snprintf(R.instance, sizeof R.instance, "%s", cfg->instance);
@@ -125,8 +128,16 @@ int rt_init(const struct rt_config *cfg, cube_err *err)
 	/* Every sandbox mounts its private tmpfs here, each in its own mount namespace: the host never
 	 * sees these mounts, and they vanish with the sandbox. */
 	snprintf(R.layer_mnt, sizeof R.layer_mnt, "%s/sandboxes/.layer", R.state_dir);
+	if (strpbrk(R.layer_mnt, ",:\\"))
+		return cube_fail(err, 500, 0, "state dir %s has a character overlayfs options cannot carry", R.state_dir);
 	if (cube_mkdir_p(R.layer_mnt, 0700) < 0)
 		return cube_fail(err, 500, errno, "create %s", R.layer_mnt);
+	/* Each sandbox keeps a pidfd and a netns fd open in cubed: lift the soft fd limit to the hard one. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	if (R.host_netns < 0 && (R.host_netns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
 		return cube_fail(err, 500, errno, "open host network namespace");
 	cleanup_free char *last = cube_read_file("/proc/sys/kernel/cap_last_cap", NULL);
