@@ -33,7 +33,7 @@ int cg_create(const char *id, const struct cg_limits *lim, int *dirfd, cube_err 
 	return backend->create(id, lim, dirfd, err);
 }
 
-int cg_attach(const char *id, pid_t pid, cube_err *err) { return backend->attach(id, pid, err); }
+int cg_join_paths(const char *id, char out[][CG_PATH_MAX], int max) { return backend->join_paths(id, out, max); }
 int cg_destroy(const char *id, cube_err *err) { return backend->destroy(id, err); }
 bool cg_contains(const char *id, pid_t pid) { return backend->contains(id, pid); }
 int cg_read_usage(const char *id, struct cg_usage *out, cube_err *err) { return backend->usage(id, out, err); }

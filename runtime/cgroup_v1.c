@@ -135,16 +135,14 @@ fail:
 	return -1;
 }
 
-static int v1_attach(const char *id, pid_t pid, cube_err *err)
+static int v1_join_paths(const char *id, char out[][CG_PATH_MAX], int max)
 {
-	char dir[PATH_MAX], val[24];
-	snprintf(val, sizeof val, "%d", (int)pid);
-	for (size_t i = 0; i < nhier; i++) {
-		dir_of(&hier[i], id, dir, sizeof dir);
-		if (cg_write(dir, "cgroup.procs", val) < 0)
-			return cube_fail(err, 500, errno, "move sandbox into cgroup %s", dir);
-	}
-	return 0;
+	if ((int)nhier > max)
+		return -1;
+	for (size_t i = 0; i < nhier; i++)
+		if (snprintf(out[i], CG_PATH_MAX, "%s/%s/tasks", hier[i].base, id) >= CG_PATH_MAX)
+			return -1;
+	return (int)nhier;
 }
 
 static bool v1_contains(const char *id, pid_t pid)
@@ -197,6 +195,6 @@ static int v1_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *e
 }
 
 const struct cg_backend cg_v1_backend = {
-	.init = v1_init, .create = v1_create, .attach = v1_attach, .destroy = v1_destroy,
+	.init = v1_init, .create = v1_create, .join_paths = v1_join_paths, .destroy = v1_destroy,
 	.contains = v1_contains, .usage = v1_usage, .list = v1_list,
 };

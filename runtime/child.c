@@ -149,6 +149,9 @@ void child_main(const struct start_plan *p)
 {
 	close_inherited(p);
 	umask(0);
+	/* Into the sandbox's cgroups before anything is charged or forked (v1; v2 cloned us there). */
+	for (int i = 0; i < p->n_cg_join; i++)
+		write_knob(p, p->cg_join[i], "0");
 	/* Handlers belong to cubed (libuv writes to its signal pipe): reset them before anything can fire.
 	 * The parent blocked all signals around clone; they are unblocked just before execve. */
 	struct sigaction dfl;
@@ -179,8 +182,7 @@ void child_main(const struct start_plan *p)
 		child_die(p, errno, "open", "/dev/null");
 
 	/* User namespace last: every mount above belongs to the init user namespace and is locked for the
-	 * sandbox. The cgroup namespace is rooted at the cgroup the parent put us in, so wait for that. */
-	expect(p, SYNC_CGROUP_READY);
+	 * sandbox. The cgroup namespace is rooted at the cgroup we joined first thing. */
 	if (unshare(CLONE_NEWUSER | CLONE_NEWCGROUP) < 0)
 		child_die(p, errno, "unshare", "user+cgroup namespaces");
 	tell(p, SYNC_WANT_IDMAP);

@@ -13,9 +13,11 @@
 
 /* ---- the child (runtime/child.c, runtime/mounts.c) ---- */
 
+#define CG_MAX_JOIN 8
+#define CG_PATH_MAX 256
+
 /* Messages on the parent<->child SEQPACKET socket. */
 enum {
-	SYNC_CGROUP_READY = 'G', /* parent -> child: you are in your cgroups */
 	SYNC_WANT_IDMAP = 'M',   /* child -> parent: user namespace created, write uid_map/gid_map */
 	SYNC_IDMAP_DONE = 'U',   /* parent -> child: maps written */
 	SYNC_ERROR = 'E',        /* child -> parent: struct child_error follows in the same message */
@@ -35,6 +37,9 @@ struct start_plan {
 	int cap_last;
 	const struct sock_fprog *seccomp;
 
+	/* v1: the `tasks` files the child writes "0" into to join its cgroups itself (see cg_join_paths). */
+	char cg_join[CG_MAX_JOIN][CG_PATH_MAX];
+	int n_cg_join;
 	char layer_mnt[PATH_MAX];    /* host dir the private tmpfs is mounted on (in the child's mount ns) */
 	char layer_opts[128];        /* tmpfs data: size=,mode= */
 	char upper[PATH_MAX + 16], work[PATH_MAX + 16], merged[PATH_MAX + 16];
@@ -80,8 +85,11 @@ int cg_init(const char *instance, cube_err *err);
 bool cg_is_v2(void);
 /* Create the sandbox's cgroups with limits. On v2 *dirfd is an O_PATH fd for CLONE_INTO_CGROUP; else -1. */
 int cg_create(const char *id, const struct cg_limits *lim, int *dirfd, cube_err *err);
-/* Move pid into the sandbox's cgroups (v1; on v2 clone placed it already). */
-int cg_attach(const char *id, pid_t pid, cube_err *err);
+/* Files the child writes "0" into to move itself into its cgroups: v1 `tasks` files, none on v2 (the
+ * child is cloned into its cgroup). A thread moving itself skips the global threadgroup lock (an RCU
+ * grace period per move) that writing another pid into cgroup.procs takes: concurrent starts no longer
+ * queue behind each other. Returns the count, or -1 if a path does not fit. */
+int cg_join_paths(const char *id, char out[][CG_PATH_MAX], int max);
 /* Kill whatever still runs in the sandbox's cgroups, wait until they are empty, remove them. Idempotent. */
 int cg_destroy(const char *id, cube_err *err);
 /* Whether pid lives in this sandbox's cgroup. */
@@ -95,7 +103,7 @@ int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
 struct cg_backend {
 	int (*init)(const char *instance, cube_err *err);
 	int (*create)(const char *id, const struct cg_limits *lim, int *dirfd, cube_err *err);
-	int (*attach)(const char *id, pid_t pid, cube_err *err);
+	int (*join_paths)(const char *id, char out[][CG_PATH_MAX], int max);
 	int (*destroy)(const char *id, cube_err *err);
 	bool (*contains)(const char *id, pid_t pid);
 	int (*usage)(const char *id, struct cg_usage *out, cube_err *err);

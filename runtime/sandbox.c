@@ -365,6 +365,8 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	if (fill_plan(p, spec, err) < 0)
 		return cube_wrap(err, "sandbox %s", spec->id);
 
+	if ((p->n_cg_join = cg_join_paths(spec->id, p->cg_join, CG_MAX_JOIN)) < 0)
+		return cube_fail(err, 500, ENAMETOOLONG, "sandbox %s: cgroup paths", spec->id);
 	struct cg_limits lim = {.cpu_millis = spec->cpu_millis, .memory_bytes = spec->memory_bytes,
 				.pids_max = spec->pids_max};
 	cleanup_close int cgfd = -1;
@@ -424,11 +426,7 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	long long deadline = cube_mono_ms() + READY_TIMEOUT_MS;
 	struct child_error msg;
 	int tag;
-	if (cgfd < 0 && cg_attach(spec->id, pid, err) < 0)
-		goto failed;
 	protect_from_oom(pid);
-	if (send_sync(sync[0], SYNC_CGROUP_READY, err) < 0)
-		goto failed;
 	tag = recv_sync(sync[0], deadline, &msg, err);
 	if (tag < 0)
 		goto failed;
