@@ -141,8 +141,11 @@ int main(int argc, char **argv)
 	ssize_t n = read(3, conf, sizeof conf - 1);
 	conf[n > 0 ? n : 0] = '\0';
 	close(3);
-	if (strstr(conf, "\"exit\":")) /* lets a test see a start failure */
-		return atoi(strstr(conf, "\"exit\":") + 7);
+	if (strstr(conf, "\"exit\":")) { /* lets a test see a start failure */
+		int code = atoi(strstr(conf, "\"exit\":") + 7);
+		fprintf(stderr, "fake_init: exiting with %d as configured\n", code);
+		return code;
+	}
 	int port = 49983;
 	if (strstr(conf, "\"port\":"))
 		port = atoi(strstr(conf, "\"port\":") + 7);

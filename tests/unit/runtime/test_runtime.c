@@ -249,7 +249,12 @@ static void test_identity_and_visibility(void **s)
 	has(out, "CapBnd:\t00000000a80425fb");
 	free(out);
 
-	/* /dev is minimal, the /etc files are there, loopback is up. */
+	/* Only a loopback interface, and it is up. */
+	out = run(&sb, "ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags");
+	assert_string_equal(out, "lo\nunknown\n0x9\n");
+	free(out);
+
+	/* /dev is minimal, the /etc files are there. */
 	out = run(&sb, "ls /dev | tr '\\n' ' '; echo; cat /etc/hosts; echo x > /dev/null && echo devnull-ok");
 	has(out, "null");
 	lacks(out, "vda");
@@ -449,9 +454,19 @@ static void test_start_errors_are_clear(void **s)
 
 	spec.rootfs = rootfs;
 	spec.envd_config = "{\"exit\":7}";
+	char log[400];
+	snprintf(log, sizeof log, "%s/bad1.log", work);
+	spec.log_path = log;
 	memset(&err, 0, sizeof err);
 	assert_int_equal(rt_start(&spec, &sb, &err), -1);
 	assert_non_null(strstr(err.msg, "exit status 7"));
+	/* envd's stdout and stderr go to log_path. */
+	FILE *f = fopen(log, "r");
+	char line[128] = "";
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof line, f));
+	fclose(f);
+	assert_string_equal(line, "fake_init: exiting with 7 as configured\n");
 	assert_int_equal(count_cgroups("bad1"), 0);
 
 	/* A second sandbox with a live one's id is refused and leaves the first alone. */
