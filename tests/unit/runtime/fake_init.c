@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int membomb(long mb)
@@ -125,6 +126,21 @@ int main(int argc, char **argv)
 		return forkbomb(argc > 2 ? atoi(argv[2]) : 1000);
 	if (argc > 1 && strcmp(argv[1], "trysys") == 0)
 		return trysys();
+	if (argc > 2 && strcmp(argv[1], "spin") == 0) { /* two busy processes for argv[2] ms of wall time */
+		long ms = atol(argv[2]);
+		for (int i = 0; i < 2; i++)
+			if (fork() == 0) {
+				struct timespec t0, t;
+				clock_gettime(CLOCK_MONOTONIC, &t0);
+				do
+					clock_gettime(CLOCK_MONOTONIC, &t);
+				while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+				_exit(0);
+			}
+		while (wait(NULL) > 0)
+			;
+		return 0;
+	}
 	if (argc > 1 && strcmp(argv[1], "x32") == 0) { /* the x32 ABI is refused: this should not return */
 		long rc = syscall(0x40000000 | SYS_getpid);
 		printf("x32 getpid returned %ld\n", rc);

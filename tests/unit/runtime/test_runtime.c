@@ -124,9 +124,11 @@ static int group_teardown(void **state_)
 
 /* ---- helpers ---- */
 
+static unsigned cpu_millis = 1000;
+
 static int start(const char *id, unsigned long long mem, unsigned pids, struct rt_sandbox *sb, cube_err *err)
 {
-	struct rt_spec spec = {.id = id, .rootfs = rootfs, .hostname = id, .cpu_millis = 1000,
+	struct rt_spec spec = {.id = id, .rootfs = rootfs, .hostname = id, .cpu_millis = cpu_millis,
 			       .memory_bytes = mem, .disk_bytes = 64ULL << 20, .pids_max = pids,
 			       .envd_config = "{\"port\":49983}"};
 	return rt_start(&spec, sb, err);
@@ -442,6 +444,25 @@ static void test_stats(void **s)
 	assert_int_equal(rt_stats("stats1", NULL, &st, &err), -1);
 }
 
+static void test_cpu_quota(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	struct rt_stats before, after;
+	cube_err err = {0};
+	cpu_millis = 200; /* a fifth of a core */
+	start_ok("cpu1", 128ULL << 20, 64, &sb);
+	cpu_millis = 1000;
+	assert_int_equal(rt_stats("cpu1", &sb, &before, &err), 0);
+	free(run(&sb, "/.cube/envd spin 600"));
+	assert_int_equal(rt_stats("cpu1", &sb, &after, &err), 0);
+	unsigned long long used_ms = (after.cpu_usage_ns - before.cpu_usage_ns) / 1000000;
+	/* Two spinners for 600 ms would use ~1200 ms of CPU unthrottled; the quota allows ~120 ms. */
+	if (used_ms > 350)
+		fail_msg("cpu quota not applied: %llu ms of CPU in 600 ms", used_ms);
+	kill_ok("cpu1", &sb);
+}
+
 static void test_start_errors_are_clear(void **s)
 {
 	(void)s;
@@ -580,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_reclaim_removes_leftovers),
 		cmocka_unit_test(test_adopt),
 		cmocka_unit_test(test_stats),
+		cmocka_unit_test(test_cpu_quota),
 		cmocka_unit_test(test_start_errors_are_clear),
 		cmocka_unit_test(test_concurrent_starts),
 		cmocka_unit_test(test_create_kill_latency),
