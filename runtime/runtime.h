@@ -25,6 +25,7 @@ struct rt_spec {
 	unsigned pids_max;            /* 0 = unlimited */
 	const char *envd_config;      /* JSON string handed to envd on fd 3 */
 	const char *log_path;         /* optional host file that receives envd's stdout/stderr (NULL: /dev/null) */
+	unsigned ready_timeout_ms;    /* how long to wait for envd's ready byte; 0 = 10 s */
 };
 
 struct rt_sandbox {

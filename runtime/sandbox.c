@@ -288,13 +288,13 @@ static int send_sync(int fd, char c, cube_err *err)
 }
 
 /* After exec, wait for envd's ready byte. The sync socket reports a failed execve (or closes on exec). */
-static int wait_ready(int ready_fd, int sync_fd, long long deadline, cube_err *err)
+static int wait_ready(int ready_fd, int sync_fd, long long deadline, long long timeout_ms, cube_err *err)
 {
 	struct pollfd pfd[2] = {{.fd = ready_fd, .events = POLLIN}, {.fd = sync_fd, .events = POLLIN}};
 	for (;;) {
 		long long left = deadline - cube_mono_ms();
 		if (left <= 0)
-			return cube_fail(err, 500, 0, "envd did not signal ready within %d s", READY_TIMEOUT_MS / 1000);
+			return cube_fail(err, 500, 0, "envd did not signal ready within %lld ms", timeout_ms);
 		int r = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)left);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -423,7 +423,8 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 		goto out;
 	}
 
-	long long deadline = cube_mono_ms() + READY_TIMEOUT_MS;
+	long long timeout_ms = spec->ready_timeout_ms ? spec->ready_timeout_ms : READY_TIMEOUT_MS;
+	long long deadline = cube_mono_ms() + timeout_ms;
 	struct child_error msg;
 	int tag;
 	protect_from_oom(pid);
@@ -436,7 +437,7 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	}
 	if (write_idmaps(pid, err) < 0 || send_sync(sync[0], SYNC_IDMAP_DONE, err) < 0)
 		goto failed;
-	if (wait_ready(ready[0], sync[0], deadline, err) < 0)
+	if (wait_ready(ready[0], sync[0], deadline, timeout_ms, err) < 0)
 		goto failed;
 
 	out->pid = pid;

@@ -162,6 +162,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fake_init: exiting with %d as configured\n", code);
 		return code;
 	}
+	if (strstr(conf, "\"noready\":")) /* lets a test see the ready timeout */
+		for (;;)
+			pause();
 	int port = 49983;
 	if (strstr(conf, "\"port\":"))
 		port = atoi(strstr(conf, "\"port\":") + 7);

@@ -500,6 +500,16 @@ static void test_start_errors_are_clear(void **s)
 	free(out);
 	kill_ok("dup1", &first);
 
+	/* envd that never signals ready: killed after the timeout, nothing left behind. */
+	spec.id = "slow1";
+	spec.envd_config = "{\"noready\":1}";
+	spec.ready_timeout_ms = 300;
+	spec.log_path = NULL;
+	assert_int_equal(rt_start(&spec, &sb, &err), -1);
+	has(err.msg, "did not signal ready within 300 ms");
+	has(err.msg, "killed by signal 9");
+	assert_int_equal(count_cgroups("slow1"), 0);
+
 	spec.id = "Bad/../id";
 	assert_int_equal(rt_start(&spec, &sb, &err), -1);
 	assert_int_equal(err.status, 400);
