@@ -61,18 +61,25 @@ void mounts_build_root(const struct start_plan *p)
 	/* Nothing we mount may propagate back to the host. */
 	do_mount(p, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 	do_mount(p, "cube-layer", p->layer_mnt, "tmpfs", MS_NOSUID | MS_NODEV, p->layer_opts);
-	if (mkdir(p->upper, 0) < 0 || chown(p->upper, p->root_uid, p->root_gid) < 0 ||
-	    chmod(p->upper, p->root_mode & 07777) < 0)
-		child_die(p, errno, "prepare upper dir", p->upper);
-	if (mkdir(p->work, 0700) < 0 || mkdir(p->merged, 0700) < 0)
-		child_die(p, errno, "mkdir", p->work);
-	if (mount("overlay", p->merged, "overlay", 0, p->overlay_opts) < 0)
-		child_die(p, errno, "mount overlay on", p->merged);
+	if (chdir(p->layer_mnt) < 0)
+		child_die(p, errno, "chdir", p->layer_mnt);
+	if (mkdir("upper", 0) < 0 || chown("upper", p->root_uid, p->root_gid) < 0 ||
+	    chmod("upper", p->root_mode & 07777) < 0)
+		child_die(p, errno, "prepare upper dir", NULL);
+	if (mkdir("work", 0700) < 0 || mkdir("root", 0700) < 0)
+		child_die(p, errno, "mkdir work dir", NULL);
+	int lower = open(p->lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (lower < 0 || dup3(lower, LOWER_FD, O_CLOEXEC) < 0)
+		child_die(p, errno, "open template", p->lower);
+	close(lower);
+	if (mount("overlay", "root", "overlay", 0, p->overlay_opts) < 0)
+		child_die(p, errno, "mount overlay of", p->lower);
+	close(LOWER_FD);
 	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the sandbox. */
-	if (chdir(p->merged) < 0)
-		child_die(p, errno, "chdir", p->merged);
+	if (chdir("root") < 0)
+		child_die(p, errno, "chdir", "root");
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
-		child_die(p, errno, "pivot_root", p->merged);
+		child_die(p, errno, "pivot_root", NULL);
 	if (umount2(".", MNT_DETACH) < 0)
 		child_die(p, errno, "detach old root", NULL);
 	if (chdir("/") < 0)

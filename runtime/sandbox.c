@@ -128,8 +128,6 @@ int rt_init(const struct rt_config *cfg, cube_err *err)
 	/* Every sandbox mounts its private tmpfs here, each in its own mount namespace: the host never
 	 * sees these mounts, and they vanish with the sandbox. */
 	snprintf(R.layer_mnt, sizeof R.layer_mnt, "%s/sandboxes/.layer", R.state_dir);
-	if (strpbrk(R.layer_mnt, ",:\\"))
-		return cube_fail(err, 500, 0, "state dir %s has a character overlayfs options cannot carry", R.state_dir);
 	if (cube_mkdir_p(R.layer_mnt, 0700) < 0)
 		return cube_fail(err, 500, errno, "create %s", R.layer_mnt);
 	/* Each sandbox keeps a pidfd and a netns fd open in cubed: lift the soft fd limit to the hard one. */
@@ -201,9 +199,6 @@ static int fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err 
 	struct stat st;
 	if (stat(spec->rootfs, &st) < 0 || !S_ISDIR(st.st_mode))
 		return cube_fail(err, 500, errno ? errno : ENOTDIR, "template rootfs %s", spec->rootfs);
-	if (strpbrk(spec->rootfs, ",:\\"))
-		return cube_fail(err, 500, 0, "template rootfs path %s has a character overlayfs cannot take",
-				 spec->rootfs);
 	const char *host = spec->hostname && *spec->hostname ? spec->hostname : spec->id;
 	if (strlen(host) > 64)
 		return cube_fail(err, 400, 0, "hostname too long");
@@ -219,11 +214,10 @@ static int fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err 
 		snprintf(p->layer_opts, sizeof p->layer_opts, "size=%llu,mode=0700", spec->disk_bytes);
 	else
 		snprintf(p->layer_opts, sizeof p->layer_opts, "mode=0700");
-	snprintf(p->upper, sizeof p->upper, "%s/upper", R.layer_mnt);
-	snprintf(p->work, sizeof p->work, "%s/work", R.layer_mnt);
-	snprintf(p->merged, sizeof p->merged, "%s/root", R.layer_mnt);
-	snprintf(p->overlay_opts, sizeof p->overlay_opts, "lowerdir=%s,upperdir=%s,workdir=%s", spec->rootfs,
-		 p->upper, p->work);
+	if (snprintf(p->lower, sizeof p->lower, "%s", spec->rootfs) >= (int)sizeof p->lower)
+		return cube_fail(err, 500, ENAMETOOLONG, "template rootfs path");
+	snprintf(p->overlay_opts, sizeof p->overlay_opts, "lowerdir=/proc/self/fd/%d,upperdir=upper,workdir=work",
+		 LOWER_FD);
 	snprintf(p->dev_opts, sizeof p->dev_opts, "mode=0755,size=65536,nr_inodes=1024,uid=%u,gid=%u", R.uid_base,
 		 R.uid_base);
 	/* gid 5 is "tty" in Debian; mount options are read in the init user namespace, hence the shift. */

@@ -238,6 +238,12 @@ static void test_identity_and_visibility(void **s)
 	lacks(out, "state");
 	free(out);
 
+	/* The root mount names no host path (the layers are given relative and through an fd). */
+	out = run(&sb, "grep ' / / ' /proc/self/mountinfo");
+	has(out, "overlay");
+	lacks(out, work);
+	free(out);
+
 	/* Sandbox root is host uid_base, not host root. */
 	struct stat st;
 	char path[64];
