@@ -4,12 +4,14 @@
  * reclaimed (see sbx_init). */
 #include "daemon/sandboxes.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -124,6 +126,82 @@ void sbx_log(struct sandbox *sb, const char *level, const char *fmt, ...)
 	log_entry(sb, level, msg, 1);
 }
 
+/* ---- envd's own output: process lifecycle lines, kept in the sandbox's log (memory only) ---- */
+
+struct envd_log {
+	uv_pipe_t pipe;
+	struct sandbox *sb;   /* NULL once the sandbox is retired */
+	char line[1024];
+	size_t len;
+};
+
+static void envd_log_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	static char slab[4096];
+	buf->base = slab;
+	buf->len = sizeof slab;
+}
+
+static void envd_log_flush(struct envd_log *l)
+{
+	if (l->len && l->sb) {
+		l->line[l->len] = '\0';
+		log_entry(l->sb, "info", l->line, 0);
+	}
+	l->len = 0;
+}
+
+static void envd_log_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void envd_log_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct envd_log *l = s->data;
+	if (n < 0) {
+		envd_log_flush(l);
+		if (l->sb)
+			l->sb->envd_log = NULL;
+		uv_close((uv_handle_t *)s, envd_log_closed);
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		char ch = buf->base[i];
+		if (ch == '\n' || l->len == sizeof l->line - 1)
+			envd_log_flush(l);
+		if (ch != '\n')
+			l->line[l->len++] = ch;
+	}
+}
+
+static void envd_log_start(struct sandbox *sb, int rfd)
+{
+	struct envd_log *l = calloc(1, sizeof *l);
+	if (!l || uv_pipe_init(S.cfg.loop, &l->pipe, 0) < 0 || uv_pipe_open(&l->pipe, rfd) < 0) {
+		free(l);
+		close(rfd);
+		return;
+	}
+	l->sb = sb;
+	l->pipe.data = l;
+	sb->envd_log = l;
+	uv_read_start((uv_stream_t *)&l->pipe, envd_log_alloc, envd_log_read);
+}
+
+static void envd_log_detach(struct sandbox *sb)
+{
+	struct envd_log *l = sb->envd_log;
+	if (!l)
+		return;
+	envd_log_flush(l);
+	l->sb = NULL;
+	sb->envd_log = NULL;
+	uv_close((uv_handle_t *)&l->pipe, envd_log_closed);
+}
+
 /* ---- persistence ---- */
 
 static void persist(struct sandbox *sb)
@@ -185,6 +263,7 @@ static void retire(struct sandbox *sb, const char *why)
 	table_remove(sb);
 	sb->state = SBX_KILLING;
 	stop_exit_watch(sb);
+	envd_log_detach(sb);
 	sbx_log(sb, "info", "sandbox %s", why);
 	cube_err err;
 	if (store_sandbox_delete(sb->id, &err) < 0)
@@ -271,6 +350,8 @@ struct create_work {
 	struct rt_spec spec;
 	char *envd_config;
 	char rootfs[4096];
+	char log_path[64];
+	int log_rfd, log_wfd;
 	sbx_create_cb cb;
 	void *arg;
 	cube_err err;
@@ -289,7 +370,11 @@ static void create_done(uv_work_t *w, int status)
 	(void)status;
 	struct create_work *cw = (struct create_work *)w;
 	struct sandbox *sb = cw->sb;
+	if (cw->log_wfd >= 0)
+		close(cw->log_wfd); /* envd holds its own copy now */
 	if (cw->rc < 0) {
+		if (cw->log_rfd >= 0)
+			close(cw->log_rfd);
 		log_error("sandbox %s: create failed: %s", sb->id, cw->err.msg);
 		table_remove(sb);
 		cw->cb(NULL, &cw->err, cw->arg);
@@ -298,6 +383,8 @@ static void create_done(uv_work_t *w, int status)
 		sb->state = SBX_RUNNING;
 		persist(sb);
 		watch_exit(sb);
+		if (cw->log_rfd >= 0)
+			envd_log_start(sb, cw->log_rfd);
 		sbx_log(sb, "info", "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
 			cube_mono_ms() - cw->t0, (int)sb->rt.pid);
 		cw->cb(sb, NULL, cw->arg);
@@ -364,6 +451,15 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	cw->cb = cb;
 	cw->arg = arg;
 	cw->t0 = cube_mono_ms();
+	int lp[2];
+	cw->log_rfd = cw->log_wfd = -1;
+	if (pipe2(lp, O_CLOEXEC) == 0) {
+		cw->log_rfd = lp[0];
+		cw->log_wfd = lp[1];
+		/* The runtime opens a path for envd's stdout/stderr: reopening our pipe's write end via
+		 * /proc gives envd the pipe without a file on disk. */
+		snprintf(cw->log_path, sizeof cw->log_path, "/proc/self/fd/%d", lp[1]);
+	}
 	cw->spec = (struct rt_spec){
 		.id = sb->id,
 		.rootfs = cw->rootfs,
@@ -373,6 +469,7 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		.disk_bytes = (unsigned long long)t->disk_mb << 20,
 		.pids_max = 1024,
 		.envd_config = cw->envd_config,
+		.log_path = cw->log_wfd >= 0 ? cw->log_path : NULL,
 	};
 	table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
 	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);

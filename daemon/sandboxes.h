@@ -27,6 +27,7 @@ struct sandbox {
 	struct rt_sandbox rt;
 	/* private to daemon/sandboxes.c */
 	uv_poll_t *exit_watch;
+	struct envd_log *envd_log; /* reader of envd's stdout/stderr */
 	json_t *logs;              /* array of {timestamp, level, message, fields} */
 	int refs;
 };
