@@ -20,7 +20,7 @@ export const buildDir = process.env.CUBE_BUILD_DIR || path.join(repoDir, 'build'
 export const templatesDir = process.env.CUBE_TEMPLATES_DIR || '/var/lib/cubesandbox-test/templates';
 export const bin = {
   cubed: path.join(buildDir, 'cubed'),
-  envd: path.join(buildDir, 'cube-envd'),
+  envd: process.env.CUBE_ENVD || path.join(buildDir, 'cube-envd'),
   cli: path.join(buildDir, 'cubemastercli'),
 };
 export const DOMAIN = 'cube.test';
