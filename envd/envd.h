@@ -46,4 +46,20 @@ int envd_token_ok(http_req *req);
 void envd_files_get(http_req *req, int token_ok);
 void envd_files_post(http_req *req, int token_ok);
 
+/* ---- helpers of the core (http_misc.c, users.c), usable by every envd facility ---- */
+
+/* CORS headers envd puts on every response it builds itself (§2.7). */
+extern const http_header envd_cors_headers[];
+extern const size_t envd_cors_header_count;
+/* 200/other JSON response with the CORS headers and Cache-Control: no-store (steals body). */
+void envd_send_json(http_req *req, int status, json_t *body);
+/* Plain-HTTP error {"code":status,"message":...} (application/json; charset=utf-8) with CORS. */
+void envd_send_error(http_req *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Standard base64 with padding; malloc'd and NUL-terminated, NULL on allocation failure. */
+char *envd_base64_encode(const void *data, size_t len);
+/* Standard or URL-safe base64, padding optional (§3.5). malloc'd; NULL if malformed. */
+unsigned char *envd_base64_decode(const char *s, size_t *len_out);
+/* Files envd_user_lookup reads (default /etc/passwd, /etc/group); tests use a scratch copy. */
+void envd_users_set_files(const char *passwd, const char *group);
+
 #endif
