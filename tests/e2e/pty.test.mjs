@@ -39,11 +39,11 @@ forEachSdk(c, 'pty: resize changes stty size', async ({ create }) => {
   const st = collector();
   const term = await sbx.pty.create({ cols: 80, rows: 24, onData: st.onData, timeoutMs: 60_000 });
   await sbx.pty.sendInput(term.pid, enc('stty size\n'));
-  await expectOutput(st, /\n24 80\r?\n/);
+  await expectOutput(st, /[\r\n]24 80\r?\n/);
   const mark = st.text.length;
   await sbx.pty.resize(term.pid, { cols: 132, rows: 41 });
   await sbx.pty.sendInput(term.pid, enc('stty size\n'));
-  await expectOutput(st, /\n41 132\r?\n/, mark);
+  await expectOutput(st, /[\r\n]41 132\r?\n/, mark);
   await sbx.pty.kill(term.pid);
 });
 
