@@ -3,12 +3,7 @@
 #include "api/internal.h"
 
 #include "common/util.h"
-/* ENVD_VERSION comes from envd/version.h; the fallback only keeps the build going until it lands. */
-#if __has_include("envd/version.h")
 #include "envd/version.h"
-#else
-#define ENVD_VERSION "0.4.0"
-#endif
 
 json_t *api_time_json(long long epoch_ms)
 {
