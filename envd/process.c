@@ -636,7 +636,11 @@ static int build_command(envd_rpc *rpc, json_t *pc, const struct envd_user *u, s
 		sp->argv[i + 1] = strdup(json_string_value(a));
 		json_array_append(args_copy, a);
 	}
-	json_object_set_new(config, "args", args_copy);
+	/* proto3 JSON omits an empty repeated field */
+	if (json_array_size(args_copy))
+		json_object_set_new(config, "args", args_copy);
+	else
+		json_decref(args_copy);
 
 	/* Environment (§3.8): PATH, HOME, USER, LOGNAME; then the global envs; then the request's. */
 	json_t *env = json_object();
@@ -987,8 +991,9 @@ static void process_send_signal(envd_rpc *rpc, json_t *req)
 		sig = (int)json_integer_value(v);
 	}
 	if (!sig) {
-		char *s = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
-		envd_rpc_fail(rpc, CONNECT_UNIMPLEMENTED, "invalid signal: %s", s ? s : "SIGNAL_UNSPECIFIED");
+		char *s = v && !json_is_string(v) ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+		envd_rpc_fail(rpc, CONNECT_UNIMPLEMENTED, "invalid signal: %s",
+			      json_is_string(v) ? json_string_value(v) : s ? s : "SIGNAL_UNSPECIFIED");
 		free(s);
 		return;
 	}
