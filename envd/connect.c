@@ -39,6 +39,9 @@ struct envd_rpc {
 	uv_timer_t keepalive_timer;
 	uv_timer_t timer;              /* the deadline, then reused to deliver a deferred cancel */
 	int open_handles;
+	void *handler_data;
+	char *in;                      /* client stream: bytes of a frame not complete yet */
+	size_t in_len, in_cap;
 };
 
 static const char *const code_names[] = {
@@ -84,6 +87,7 @@ static void on_timer_closed(uv_handle_t *h)
 	envd_rpc *rpc = h->data;
 	if (--rpc->open_handles == 0) {
 		json_decref(rpc->keepalive_msg);
+		free(rpc->in);
 		free(rpc);
 	}
 }
@@ -498,6 +502,102 @@ static void on_body(http_req *req, char *body, size_t len, int error_status)
 	json_decref(msg);
 }
 
+/* ---- client streams: frames are cut out of the body as it arrives ---- */
+
+static int take_frame(envd_rpc *rpc, size_t *used)
+{
+	const unsigned char *b = (const unsigned char *)rpc->in;
+	if (rpc->in_len < ENVELOPE_HEADER)
+		return 0;
+	uint32_t mlen = (uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4];
+	if (b[0] & 0x01) {
+		envd_rpc_fail(rpc, CONNECT_INVALID_ARGUMENT, "protocol error: compressed messages are not supported");
+		return -1;
+	}
+	if (b[0] & ~0x02) {
+		envd_rpc_fail(rpc, CONNECT_INVALID_ARGUMENT, "protocol error: invalid envelope flags 0x%02x", b[0]);
+		return -1;
+	}
+	if (mlen > MAX_REQUEST_BYTES) {
+		envd_rpc_fail(rpc, CONNECT_RESOURCE_EXHAUSTED, "request message larger than %u bytes", MAX_REQUEST_BYTES);
+		return -1;
+	}
+	if (rpc->in_len < ENVELOPE_HEADER + (size_t)mlen)
+		return 0;
+	*used = ENVELOPE_HEADER + mlen;
+	if (b[0] & 0x02)
+		return 2; /* an end-of-stream frame: nothing to deliver */
+	json_error_t jerr;
+	json_t *msg = mlen ? json_loadb(rpc->in + ENVELOPE_HEADER, mlen, 0, &jerr) : json_object();
+	if (!json_is_object(msg)) {
+		json_decref(msg);
+		envd_rpc_fail(rpc, CONNECT_INVALID_ARGUMENT, "unmarshal message: %s", msg ? "not a JSON object" : jerr.text);
+		return -1;
+	}
+	rpc->phase = PHASE_HANDLER;
+	rpc->method->fn(rpc, msg);
+	json_decref(msg);
+	return 1;
+}
+
+static void on_chunk(http_req *req, const char *data, size_t len)
+{
+	envd_rpc *rpc = http_req_data(req);
+	if (!rpc || rpc->phase == PHASE_DONE)
+		return;
+	if (!data) {
+		rpc->phase = PHASE_HANDLER;
+		if (rpc->in_len)
+			envd_rpc_fail(rpc, CONNECT_INVALID_ARGUMENT, "protocol error: incomplete envelope (%zu bytes)", rpc->in_len);
+		else
+			rpc->method->fn(rpc, NULL);
+		return;
+	}
+	if (rpc->in_len + len > rpc->in_cap) {
+		size_t cap = rpc->in_cap ? rpc->in_cap : 4096;
+		while (cap < rpc->in_len + len)
+			cap *= 2;
+		char *n = realloc(rpc->in, cap);
+		if (!n) {
+			envd_rpc_fail(rpc, CONNECT_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		rpc->in = n;
+		rpc->in_cap = cap;
+	}
+	memcpy(rpc->in + rpc->in_len, data, len);
+	rpc->in_len += len;
+	size_t used;
+	int rc;
+	/* The handler may finish the call mid-chunk; rpc stays allocated until our timers close. */
+	while (rpc->phase != PHASE_DONE && (rc = take_frame(rpc, &used)) > 0) {
+		memmove(rpc->in, rpc->in + used, rpc->in_len - used);
+		rpc->in_len -= used;
+	}
+}
+
+void envd_rpc_pause_input(envd_rpc *rpc)
+{
+	if (rpc->req && rpc->phase != PHASE_DONE)
+		http_req_pause_body(rpc->req);
+}
+
+void envd_rpc_resume_input(envd_rpc *rpc)
+{
+	if (rpc->req && rpc->phase != PHASE_DONE)
+		http_req_resume_body(rpc->req);
+}
+
+void envd_rpc_set_data(envd_rpc *rpc, void *data)
+{
+	rpc->handler_data = data;
+}
+
+void *envd_rpc_get_data(envd_rpc *rpc)
+{
+	return rpc->handler_data;
+}
+
 static const struct envd_method *find_method(const char *path)
 {
 	const struct envd_method *tables[] = {envd_process_methods, envd_filesystem_methods};
@@ -590,6 +690,9 @@ int envd_connect_dispatch(http_req *req)
 		if (rpc->timeout_ms > 0)
 			uv_timer_start(&rpc->timer, on_deadline, (uint64_t)rpc->timeout_ms, 0);
 	}
-	http_req_read_body(req, MAX_REQUEST_BYTES, on_body);
+	if (m->streaming == 2)
+		http_req_stream_body(req, on_chunk);
+	else
+		http_req_read_body(req, MAX_REQUEST_BYTES, on_body);
 	return 0;
 }

@@ -22,7 +22,7 @@ typedef void (*envd_rpc_cancel_fn)(envd_rpc *rpc, void *arg);
 
 struct envd_method {
 	const char *path;          /* "/process.Process/Start" */
-	int streaming;             /* 1 = server stream, 0 = unary */
+	int streaming;             /* 1 = server stream, 0 = unary, 2 = client stream (see below) */
 	int needs_user;            /* resolve the acting user (Basic auth or default) before the call */
 	envd_rpc_fn fn;
 };
@@ -58,5 +58,14 @@ size_t envd_rpc_pending(envd_rpc *rpc);
 void envd_rpc_on_drain(envd_rpc *rpc, envd_rpc_cancel_fn cb, void *arg);
 /* Request header (e.g. for X-Metadata-*), NULL if absent. */
 const char *envd_rpc_header(envd_rpc *rpc, const char *name);
+
+/* Client streams (streaming = 2, e.g. StreamInput): fn runs once per request message as it arrives,
+ * then once with request == NULL at the end of the request body. The answer (envd_rpc_reply or
+ * envd_rpc_fail) goes out as one message + EOS in the streaming content type. */
+void envd_rpc_pause_input(envd_rpc *rpc);
+void envd_rpc_resume_input(envd_rpc *rpc);
+/* Per-call handler state (client streams keep theirs here between messages). */
+void envd_rpc_set_data(envd_rpc *rpc, void *data);
+void *envd_rpc_get_data(envd_rpc *rpc);
 
 #endif

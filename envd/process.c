@@ -846,114 +846,271 @@ static void process_list(envd_rpc *rpc, json_t *req)
 
 /* ---- input ---- */
 
+/* Input is written without blocking: what the process does not take at once is queued and
+ * `done` runs when it has been written (or failed). */
+typedef void (*input_done_fn)(void *ctx, struct proc *p, int status);
+
 struct input_write {
 	uv_write_t w;
-	envd_rpc *rpc;     /* NULL once the client left */
 	struct proc *p;
 	int to_stdin;
+	input_done_fn done;
+	void *ctx;
 	size_t len;
 	char data[];
 };
-
-static void on_input_cancel(envd_rpc *rpc, void *arg)
-{
-	(void)rpc;
-	((struct input_write *)arg)->rpc = NULL;
-}
 
 static void on_input_written(uv_write_t *w, int status)
 {
 	struct input_write *iw = (struct input_write *)w;
 	struct proc *p = iw->p;
-	if (iw->rpc) {
-		envd_rpc_on_cancel(iw->rpc, NULL, NULL);
-		if (status < 0)
-			envd_rpc_fail(iw->rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid,
-				      uv_strerror(status));
-		else
-			envd_rpc_reply(iw->rpc, json_object());
-	}
+	iw->done(iw->ctx, p, status);
 	if (iw->to_stdin && --p->in_writes == 0 && p->in_close_requested)
 		close_stdin(p);
 	free(iw);
 }
 
-static void process_send_input(envd_rpc *rpc, json_t *req)
+/* ProcessInput {stdin|pty: base64} → target stream and bytes. -1 after failing the rpc. */
+static int parse_input(envd_rpc *rpc, struct proc *p, json_t *input, uv_stream_t **target, int *to_stdin,
+		       unsigned char **data, size_t *len)
 {
-	struct proc *p = select_process(rpc, req, 0);
-	if (!p)
-		return;
-	json_t *input = json_object_get(req, "input");
 	const char *b64 = NULL;
-	int to_stdin = 0;
+	json_t *v;
+	*to_stdin = 0;
 	if (json_is_object(input)) {
-		json_t *v;
 		if ((v = json_object_get(input, "stdin")) && json_is_string(v)) {
 			b64 = json_string_value(v);
-			to_stdin = 1;
+			*to_stdin = 1;
 		} else if ((v = json_object_get(input, "pty")) && json_is_string(v)) {
 			b64 = json_string_value(v);
 		}
 	}
 	if (!b64) {
 		envd_rpc_fail(rpc, CONNECT_INVALID_ARGUMENT, "input.stdin or input.pty is required");
-		return;
+		return -1;
 	}
-	uv_stream_t *target = NULL;
-	if (to_stdin && !p->pty && p->in_open && !p->in_close_requested)
-		target = (uv_stream_t *)&p->in;
-	else if (!to_stdin && p->pty && p->out[0].open)
-		target = (uv_stream_t *)&p->out[0].pipe;
-	if (!target) {
-		envd_rpc_fail(rpc, CONNECT_FAILED_PRECONDITION, to_stdin ? "stdin not enabled or closed"
-									  : "pty not assigned to process");
-		return;
+	*target = NULL;
+	if (*to_stdin && !p->pty && p->in_open && !p->in_close_requested)
+		*target = (uv_stream_t *)&p->in;
+	else if (!*to_stdin && p->pty && p->out[0].open)
+		*target = (uv_stream_t *)&p->out[0].pipe;
+	if (!*target) {
+		envd_rpc_fail(rpc, CONNECT_FAILED_PRECONDITION, *to_stdin ? "stdin not enabled or closed"
+									   : "pty not assigned to process");
+		return -1;
 	}
-	size_t len;
-	unsigned char *data = envd_base64_decode(b64, &len);
-	if (!data) {
+	*data = envd_base64_decode(b64, len);
+	if (!*data) {
 		envd_rpc_fail(rpc, CONNECT_INVALID_ARGUMENT, "input is not valid base64");
-		return;
+		return -1;
 	}
-	size_t done = 0;
+	return 0;
+}
+
+/* 1: all written now (done not called); 0: queued (done called later); <0: uv error. */
+static int write_input(struct proc *p, uv_stream_t *target, int to_stdin, const unsigned char *data, size_t len,
+		       input_done_fn done, void *ctx)
+{
+	size_t written = 0;
 	if (len) {
 		uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
 		int n = uv_try_write(target, &b, 1);
-		if (n < 0 && n != UV_EAGAIN) {
-			free(data);
-			envd_rpc_fail(rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid, uv_strerror(n));
-			return;
-		}
-		done = n > 0 ? (size_t)n : 0;
+		if (n < 0 && n != UV_EAGAIN)
+			return n;
+		written = n > 0 ? (size_t)n : 0;
 	}
-	if (done == len) {
-		free(data);
-		envd_rpc_reply(rpc, json_object());
-		return;
-	}
-	/* The process is not reading fast enough: queue the rest and answer once it is written. */
-	struct input_write *iw = malloc(sizeof *iw + (len - done));
-	if (!iw) {
-		free(data);
-		envd_rpc_fail(rpc, CONNECT_INTERNAL, "out of memory");
-		return;
-	}
-	iw->rpc = rpc;
+	if (written == len)
+		return 1;
+	struct input_write *iw = malloc(sizeof *iw + (len - written));
+	if (!iw)
+		return UV_ENOMEM;
 	iw->p = p;
 	iw->to_stdin = to_stdin;
-	iw->len = len - done;
-	memcpy(iw->data, data + done, len - done);
-	free(data);
+	iw->done = done;
+	iw->ctx = ctx;
+	iw->len = len - written;
+	memcpy(iw->data, data + written, iw->len);
 	uv_buf_t b = uv_buf_init(iw->data, (unsigned)iw->len);
 	int rc = uv_write(&iw->w, target, &b, 1, on_input_written);
 	if (rc < 0) {
 		free(iw);
-		envd_rpc_fail(rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid, uv_strerror(rc));
-		return;
+		return rc;
 	}
 	if (to_stdin)
 		p->in_writes++;
-	envd_rpc_on_cancel(rpc, on_input_cancel, iw);
+	return 0;
+}
+
+/* ---- SendInput: answered once the bytes are written ---- */
+
+struct pending_reply {
+	envd_rpc *rpc;     /* NULL once the client left */
+};
+
+static void on_reply_cancel(envd_rpc *rpc, void *arg)
+{
+	(void)rpc;
+	((struct pending_reply *)arg)->rpc = NULL;
+}
+
+static void on_send_input_done(void *ctx, struct proc *p, int status)
+{
+	struct pending_reply *pr = ctx;
+	if (pr->rpc) {
+		envd_rpc_on_cancel(pr->rpc, NULL, NULL);
+		if (status < 0)
+			envd_rpc_fail(pr->rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid,
+				      uv_strerror(status));
+		else
+			envd_rpc_reply(pr->rpc, json_object());
+	}
+	free(pr);
+}
+
+static void process_send_input(envd_rpc *rpc, json_t *req)
+{
+	struct proc *p = select_process(rpc, req, 0);
+	uv_stream_t *target;
+	int to_stdin;
+	unsigned char *data;
+	size_t len;
+	if (!p || parse_input(rpc, p, json_object_get(req, "input"), &target, &to_stdin, &data, &len) < 0)
+		return;
+	struct pending_reply *pr = malloc(sizeof *pr);
+	int rc = pr ? write_input(p, target, to_stdin, data, len, on_send_input_done, pr) : UV_ENOMEM;
+	free(data);
+	if (rc == 0) {
+		/* The process is not reading fast enough: answer once the rest is written. */
+		pr->rpc = rpc;
+		envd_rpc_on_cancel(rpc, on_reply_cancel, pr);
+		return;
+	}
+	free(pr);
+	if (rc < 0)
+		envd_rpc_fail(rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid, uv_strerror(rc));
+	else
+		envd_rpc_reply(rpc, json_object());
+}
+
+/* ---- StreamInput (client stream, §3.6.3): a start frame selects the process, data frames
+ * carry input, the end of the request body ends the call. Not used by the JS SDK. ---- */
+
+#define MAX_STREAM_INPUT_QUEUED (4u << 20)
+
+struct stream_input {
+	envd_rpc *rpc;      /* NULL once the call is over */
+	pid_t pid;          /* 0 until the start frame */
+	size_t queued;      /* bytes waiting for the process to read them */
+	int refs;           /* the call + queued writes */
+	int failed;
+};
+
+static void stream_input_unref(struct stream_input *si)
+{
+	if (--si->refs == 0)
+		free(si);
+}
+
+static void on_stream_input_cancel(envd_rpc *rpc, void *arg)
+{
+	(void)rpc;
+	struct stream_input *si = arg;
+	si->rpc = NULL;
+	stream_input_unref(si);
+}
+
+struct stream_input_write {
+	struct stream_input *si;
+	size_t len;
+};
+
+static void on_stream_input_written(void *ctx, struct proc *p, int status)
+{
+	struct stream_input_write *w = ctx;
+	struct stream_input *si = w->si;
+	si->queued -= w->len;
+	free(w);
+	if (si->rpc && status < 0 && !si->failed) {
+		si->failed = 1;
+		envd_rpc_fail(si->rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid, uv_strerror(status));
+		si->rpc = NULL;
+		si->refs--; /* the call's reference; this write still holds one */
+	} else if (si->rpc && si->queued <= MAX_STREAM_INPUT_QUEUED) {
+		envd_rpc_resume_input(si->rpc);
+	}
+	stream_input_unref(si);
+}
+
+static void process_stream_input(envd_rpc *rpc, json_t *msg)
+{
+	struct stream_input *si = envd_rpc_get_data(rpc);
+	if (!si) {
+		si = calloc(1, sizeof *si);
+		if (!si) {
+			envd_rpc_fail(rpc, CONNECT_INTERNAL, "out of memory");
+			return;
+		}
+		si->rpc = rpc;
+		si->refs = 1;
+		envd_rpc_set_data(rpc, si);
+		envd_rpc_on_cancel(rpc, on_stream_input_cancel, si);
+	}
+	if (!msg) {
+		/* End of input. */
+		si->rpc = NULL;
+		envd_rpc_reply(rpc, json_object());
+		stream_input_unref(si);
+		return;
+	}
+	json_t *start = json_object_get(msg, "start");
+	json_t *data = json_object_get(msg, "data");
+	if (json_is_object(start)) {
+		struct proc *p = select_process(rpc, start, 0);
+		if (!p)
+			goto failed;
+		si->pid = p->pid;
+		return;
+	}
+	if (json_is_object(data)) {
+		if (!si->pid) {
+			envd_rpc_fail(rpc, CONNECT_FAILED_PRECONDITION, "the first message must be start");
+			goto failed;
+		}
+		struct proc *p = find_pid(si->pid, 0);
+		if (!p) {
+			envd_rpc_fail(rpc, CONNECT_NOT_FOUND, "process with pid %d not found", (int)si->pid);
+			goto failed;
+		}
+		uv_stream_t *target;
+		int to_stdin;
+		unsigned char *bytes;
+		size_t len;
+		if (parse_input(rpc, p, json_object_get(data, "input"), &target, &to_stdin, &bytes, &len) < 0)
+			goto failed;
+		struct stream_input_write *w = malloc(sizeof *w);
+		int rc = w ? write_input(p, target, to_stdin, bytes, len, on_stream_input_written, w) : UV_ENOMEM;
+		free(bytes);
+		if (rc < 0) {
+			free(w);
+			envd_rpc_fail(rpc, CONNECT_INTERNAL, "error writing to process %d: %s", (int)p->pid, uv_strerror(rc));
+			goto failed;
+		}
+		if (rc == 1) {
+			free(w);
+			return;
+		}
+		w->si = si;
+		w->len = len;
+		si->refs++;
+		si->queued += len;
+		if (si->queued > MAX_STREAM_INPUT_QUEUED)
+			envd_rpc_pause_input(rpc);
+		return;
+	}
+	return; /* keepalive, or an event this version does not know */
+failed:
+	si->rpc = NULL;
+	stream_input_unref(si);
 }
 
 static void process_close_stdin(envd_rpc *rpc, json_t *req)
@@ -1062,6 +1219,7 @@ const struct envd_method envd_process_methods[] = {
 	{"/process.Process/Connect", 1, 0, process_connect},
 	{"/process.Process/List", 0, 0, process_list},
 	{"/process.Process/SendInput", 0, 0, process_send_input},
+	{"/process.Process/StreamInput", 2, 0, process_stream_input},
 	{"/process.Process/CloseStdin", 0, 0, process_close_stdin},
 	{"/process.Process/SendSignal", 0, 0, process_send_signal},
 	{"/process.Process/Update", 0, 0, process_update},

@@ -1,7 +1,7 @@
 /* process.Process of cube-envd over real HTTP (§3.3, §3.7, §3.8): Start streams (start, data,
  * end, EOS), exit codes, envs and cwd, stdin with SendInput/CloseStdin, Connect to a running
  * process, List, SendSignal, PTYs with resize, users, the Connect-Timeout-Ms deadline, keepalives,
- * disconnects that leave the process running, 10 MB of output, the 30 s end retention. */
+ * disconnects that leave the process running, 10 MB of output, the 30 s end retention, StreamInput. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -545,6 +545,62 @@ static void test_list_shape(void **state)
 	bg_free(b);
 }
 
+/* Concatenated envelopes of the given JSON messages (a client-stream request body). */
+static size_t envelopes(unsigned char *buf, const char *const *msgs)
+{
+	size_t n = 0;
+	for (const char *const *m = msgs; *m; m++) {
+		size_t l = strlen(*m);
+		buf[n] = 0;
+		buf[n + 1] = (unsigned char)(l >> 24);
+		buf[n + 2] = (unsigned char)(l >> 16);
+		buf[n + 3] = (unsigned char)(l >> 8);
+		buf[n + 4] = (unsigned char)l;
+		memcpy(buf + n + 5, *m, l);
+		n += 5 + l;
+	}
+	return n;
+}
+
+static void test_stream_input(void **state)
+{
+	(void)state;
+	struct bg_stream *b = bg_start("/process.Process/Start", "{\"process\":{\"cmd\":\"cat\"},\"tag\":\"si\"}", NULL);
+	unsigned char body[1024];
+	const char *msgs[] = {"{\"start\":{\"process\":{\"tag\":\"si\"}}}", "{\"data\":{\"input\":{\"stdin\":\"YQo=\"}}}",
+			      "{\"keepalive\":{}}", "{\"data\":{\"input\":{\"stdin\":\"Ygo=\"}}}", NULL};
+	size_t len = envelopes(body, msgs);
+	struct stream_result s;
+	envd_stream_raw(&envd_p, "/process.Process/StreamInput", body, len, NULL, 0, &s);
+	assert_int_equal(s.status, 200);
+	assert_string_equal(s.content_type, "application/connect+json");
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.flags[0], 0);
+	assert_int_equal(s.flags[1], 2);
+	assert_int_equal(json_object_size(s.frames[1]), 0);
+	stream_result_free(&s);
+	assert_int_equal(unary_status("/process.Process/CloseStdin", "{\"process\":{\"tag\":\"si\"}}"), 200);
+	bg_join(b);
+	assert_complete_stream(&b->res);
+	char *out = stream_output(&b->res, "stdout", NULL);
+	assert_string_equal(out, "a\nb\n");
+	free(out);
+	bg_free(b);
+
+	/* data before start */
+	const char *bad[] = {"{\"data\":{\"input\":{\"stdin\":\"YQo=\"}}}", NULL};
+	len = envelopes(body, bad);
+	envd_stream_raw(&envd_p, "/process.Process/StreamInput", body, len, NULL, 0, &s);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(eos_code(&s), "failed_precondition");
+	stream_result_free(&s);
+	/* truncated frame */
+	envd_stream_raw(&envd_p, "/process.Process/StreamInput", "\x00\x00\x00\x00\x09{}", 7, NULL, 0, &s);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(eos_code(&s), "invalid_argument");
+	stream_result_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +623,7 @@ int main(void)
 		cmocka_unit_test(test_large_output),
 		cmocka_unit_test(test_acting_user),
 		cmocka_unit_test(test_list_shape),
+		cmocka_unit_test(test_stream_input),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
