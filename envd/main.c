@@ -280,6 +280,12 @@ int main(int argc, char **argv)
 		fs_set_identity_files(passwd, group);
 	}
 
+	/* Decide about the inherited descriptors before libuv opens any: once it has, a closed fd 3
+	 * or 4 may be reused by the loop, and "reading the config" or "closing the ready fd" would hit
+	 * libuv's own pipes. */
+	int have_config_fd = !config_file && fd_is_open(config_fd);
+	int have_ready_fd = fd_is_open(ready_fd) && ready_fd > 2;
+
 	envd.loop = uv_default_loop();
 	envd.started_ms = cube_now_ms();
 	envd.default_user = strdup("user");
@@ -294,7 +300,7 @@ int main(int argc, char **argv)
 			log_error("envd: cannot read config %s: %s", config_file, strerror(errno));
 			return 1;
 		}
-	} else if (fd_is_open(config_fd)) {
+	} else if (have_config_fd) {
 		text = read_fd_all(config_fd, &len);
 		close(config_fd);
 		if (!text)
@@ -330,7 +336,7 @@ int main(int argc, char **argv)
 		log_error("envd: %s", server ? err.msg : "out of memory");
 		return 1;
 	}
-	if (fd_is_open(ready_fd)) {
+	if (have_ready_fd) {
 		if (cube_write_all(ready_fd, "1", 1) < 0)
 			log_warn("envd: ready fd %d: %s", ready_fd, strerror(errno));
 		close(ready_fd);
