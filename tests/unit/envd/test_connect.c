@@ -243,6 +243,64 @@ static void test_still_serving(void **state)
 	assert_int_equal(waitpid(envd_p.pid, &status, WNOHANG), 0);   /* envd is alive */
 }
 
+/* The production hand-over: config on fd 3, no ready fd, nothing else inherited. envd must not
+ * confuse descriptors libuv opened with fd 3/4 (it once closed libuv's signal lock that way and
+ * stopped hearing SIGCHLD), must reap its children and must stop on SIGTERM. */
+static void test_config_on_fd3(void **state)
+{
+	(void)state;
+	struct envd_proc e = envd_p;
+	e.port = harness_free_port();
+	char cfg[256];
+	snprintf(cfg, sizeof cfg, "%s/config.json", envd_p.dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(cfg, O_RDONLY);
+		if (fd < 0 || dup2(fd, 3) < 0)
+			_exit(126);
+		close_range(4, ~0U, 0);
+		char port[16];
+		snprintf(port, sizeof port, "%d", e.port);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		close(devnull);
+		execl(getenv("CUBE_ENVD_BIN"), "cube-envd", "--port", port, "--host", "127.0.0.1", (char *)NULL);
+		_exit(127);
+	}
+	struct http_result r = {0};
+	for (int i = 0; i < 200 && r.status != 204; i++) {
+		usleep(20000);
+		http_result_free(&r);
+		r = envd_http(&e, "GET", "/health", NULL, NULL, 0, 1000);
+	}
+	assert_int_equal(r.status, 204);
+	http_result_free(&r);
+	for (int i = 0; i < 3; i++) {
+		struct stream_result s;
+		envd_stream(&e, "/process.Process/Start", "{\"process\":{\"cmd\":\"/bin/echo\",\"args\":[\"x\"]}}", NULL,
+			    5000, &s);
+		assert_int_equal(s.curl_rc, CURLE_OK);
+		assert_true(s.n >= 3);
+		assert_non_null(frame_event(&s, s.n - 2, "end"));
+		stream_result_free(&s);
+	}
+	/* The token came from fd 3. */
+	r = envd_http(&e, "GET", "/envs", NULL, NULL, 0, 0);
+	assert_int_equal(r.status, 401);
+	http_result_free(&r);
+	kill(pid, SIGTERM);
+	int st = 0, waited = 0;
+	for (int i = 0; i < 300 && !(waited = waitpid(pid, &st, WNOHANG)); i++)
+		usleep(10000);
+	if (!waited) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+	}
+	assert_true(waited > 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_unary_errors),
 		cmocka_unit_test(test_bad_envelopes),
 		cmocka_unit_test(test_still_serving),
+		cmocka_unit_test(test_config_on_fd3),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
