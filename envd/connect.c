@@ -353,6 +353,11 @@ void envd_rpc_on_cancel(envd_rpc *rpc, envd_rpc_cancel_fn cb, void *arg)
 		schedule_cancel(rpc);
 }
 
+long long envd_rpc_timeout_ms(envd_rpc *rpc)
+{
+	return rpc->timeout_ms;
+}
+
 int envd_rpc_deadline_passed(envd_rpc *rpc)
 {
 	return rpc->deadline_passed;

@@ -53,6 +53,8 @@ void envd_rpc_set_keepalive(envd_rpc *rpc, json_t *msg);
 void envd_rpc_on_cancel(envd_rpc *rpc, envd_rpc_cancel_fn cb, void *arg);
 /* 1 when the cancel came from the deadline (not a disconnect); valid inside the cancel callback. */
 int envd_rpc_deadline_passed(envd_rpc *rpc);
+/* The call's Connect-Timeout-Ms in milliseconds, 0 when it has none. */
+long long envd_rpc_timeout_ms(envd_rpc *rpc);
 /* Bytes written but not yet flushed to the client: stop producing above a bound. */
 size_t envd_rpc_pending(envd_rpc *rpc);
 void envd_rpc_on_drain(envd_rpc *rpc, envd_rpc_cancel_fn cb, void *arg);

@@ -58,6 +58,7 @@ struct proc {
 	int finished;            /* end event sent; kept only for late Connects */
 	json_t *end_event;
 	uv_timer_t retain;
+	uv_timer_t lifetime;     /* Start's Connect-Timeout-Ms: kills the process even if the client left */
 	struct sub *subs;
 	int paused;              /* output reading stopped for a slow stream */
 	int handles;             /* uv handles not yet closed */
@@ -113,6 +114,7 @@ static void proc_remove(struct proc *p)
 			close_handle(p, (uv_handle_t *)&p->out[i].pipe);
 		}
 	close_handle(p, (uv_handle_t *)&p->retain);
+	close_handle(p, (uv_handle_t *)&p->lifetime);
 }
 
 static struct proc *find_pid(pid_t pid, int include_finished)
@@ -214,6 +216,7 @@ static void maybe_finish(struct proc *p)
 		s = next;
 	}
 	close_stdin(p);
+	uv_timer_stop(&p->lifetime);
 	uv_timer_start(&p->retain, on_retention_over, END_RETENTION_MS, 0);
 }
 
@@ -233,6 +236,15 @@ static void kill_group(struct proc *p, int sig)
 {
 	if (kill(-p->pid, sig) < 0 && errno == ESRCH && !p->exited)
 		kill(p->pid, sig);
+}
+
+static void on_lifetime_over(uv_timer_t *t)
+{
+	struct proc *p = t->data;
+	if (p->exited || p->finished)
+		return;
+	log_info("envd: process %d: Connect-Timeout-Ms passed, killing its process group", (int)p->pid);
+	kill_group(p, SIGKILL);
 }
 
 static void on_sub_cancel(envd_rpc *rpc, void *arg)
@@ -782,6 +794,9 @@ static void process_start(envd_rpc *rpc, json_t *req)
 	uv_timer_init(envd.loop, &p->retain);
 	p->retain.data = p;
 	p->handles++;
+	uv_timer_init(envd.loop, &p->lifetime);
+	p->lifetime.data = p;
+	p->handles++;
 	if (sp.use_pty) {
 		p->nout = 1;
 		p->out[0].kind = OUT_PTY;
@@ -808,6 +823,11 @@ static void process_start(envd_rpc *rpc, json_t *req)
 	log_info("envd: process %d started as %s%s: %s", (int)p->pid, u->name, p->pty ? " on a pty" : "", path);
 
 	attach(p, rpc, 1);
+	/* The deadline is the process's lifetime (§3.6.2), also when the client hung up before it:
+	 * the SDK aborts at the same instant, so the disconnect usually wins the race. */
+	long long lifetime_ms = envd_rpc_timeout_ms(rpc);
+	if (lifetime_ms > 0)
+		uv_timer_start(&p->lifetime, on_lifetime_over, (uint64_t)lifetime_ms, 0);
 	envd_rpc_send(rpc, json_pack("{s:{s:{s:i}}}", "event", "start", "pid", (int)p->pid));
 }
 
