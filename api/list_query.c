@@ -13,31 +13,10 @@
 
 #include "common/http_server.h"
 
-char *api_query_get(const char *query, const char *name)
-{
-	size_t nlen = strlen(name);
-	const char *p = query ? query : "";
-	while (*p) {
-		const char *end = strchr(p, '&');
-		size_t plen = end ? (size_t)(end - p) : strlen(p);
-		const char *eq = memchr(p, '=', plen);
-		size_t klen = eq ? (size_t)(eq - p) : plen;
-		char *key = http_url_decode(p, klen, 1);
-		int match = key && strlen(key) == nlen && memcmp(key, name, nlen) == 0;
-		free(key);
-		if (match)
-			return eq ? http_url_decode(eq + 1, plen - klen - 1, 1) : strdup("");
-		p += plen;
-		if (*p == '&')
-			p++;
-	}
-	return NULL;
-}
-
 int api_decode_metadata_filter(const char *value, json_t **out, cube_err *err)
 {
 	*out = NULL;
-	/* step 1 (query decoding) was done by api_query_get; step 2: decode the whole string again */
+	/* step 1 (query decoding) was done by http_query_get; step 2: decode the whole string again */
 	char *whole = http_url_decode(value, strlen(value), 0);
 	if (!whole)
 		return cube_fail(err, 500, ENOMEM, "decode metadata");
@@ -115,7 +94,7 @@ static int parse_states(const char *value, struct api_list_query *q, cube_err *e
 	return rc;
 }
 
-static int parse_int(const char *s, long long *out)
+int api_parse_ll(const char *s, long long *out)
 {
 	if (!*s)
 		return -1;
@@ -135,7 +114,7 @@ int api_parse_list_query(const char *query, int v2, struct api_list_query *q, cu
 	q->started_after_ms = -1;
 	q->limit = API_LIST_MAX_LIMIT;
 	int rc = 0;
-	char *v = api_query_get(query, "metadata");
+	char *v = http_query_get(query, "metadata");
 	if (v && *v)
 		rc = api_decode_metadata_filter(v, &q->metadata, err);
 	free(v);
@@ -147,13 +126,13 @@ int api_parse_list_query(const char *query, int v2, struct api_list_query *q, cu
 		return 0;
 	}
 
-	if ((v = api_query_get(query, "state"))) {
+	if ((v = http_query_get(query, "state"))) {
 		rc = parse_states(v, q, err);
 		free(v);
 		if (rc < 0)
 			goto fail;
 	}
-	if ((v = api_query_get(query, "startedAfter"))) {
+	if ((v = http_query_get(query, "startedAfter"))) {
 		rc = api_parse_rfc3339(v, &q->started_after_ms);
 		if (rc < 0)
 			cube_fail(err, 400, 0, "invalid startedAfter '%s': expected an RFC 3339 date-time", v);
@@ -161,7 +140,7 @@ int api_parse_list_query(const char *query, int v2, struct api_list_query *q, cu
 		if (rc < 0)
 			goto fail;
 	}
-	if ((v = api_query_get(query, "template"))) {
+	if ((v = http_query_get(query, "template"))) {
 		if (strchr(v, ':')) {
 			cube_fail(err, 400, 0, "template filter must not contain a tag: '%s'", v);
 			free(v);
@@ -172,7 +151,7 @@ int api_parse_list_query(const char *query, int v2, struct api_list_query *q, cu
 		else
 			free(v);
 	}
-	if ((v = api_query_get(query, "order"))) {
+	if ((v = http_query_get(query, "order"))) {
 		if (strcmp(v, "asc") == 0)
 			q->ascending = 1;
 		else if (strcmp(v, "desc") != 0)
@@ -181,9 +160,9 @@ int api_parse_list_query(const char *query, int v2, struct api_list_query *q, cu
 		if (rc < 0)
 			goto fail;
 	}
-	if ((v = api_query_get(query, "limit"))) {
+	if ((v = http_query_get(query, "limit"))) {
 		long long n;
-		if (parse_int(v, &n) < 0 || n < 1 || n > API_LIST_MAX_LIMIT)
+		if (api_parse_ll(v, &n) < 0 || n < 1 || n > API_LIST_MAX_LIMIT)
 			rc = cube_fail(err, 400, 0, "limit must be an integer between 1 and %d", API_LIST_MAX_LIMIT);
 		else
 			q->limit = (int)n;
@@ -191,7 +170,7 @@ int api_parse_list_query(const char *query, int v2, struct api_list_query *q, cu
 		if (rc < 0)
 			goto fail;
 	}
-	if ((v = api_query_get(query, "nextToken"))) {
+	if ((v = http_query_get(query, "nextToken"))) {
 		if (*v) {
 			if (api_cursor_decode(v, &q->cursor_started_ms, q->cursor_id, sizeof q->cursor_id) < 0)
 				rc = cube_fail(err, 400, 0, "invalid nextToken");
@@ -273,7 +252,7 @@ int api_cursor_decode(const char *token, long long *started_ms, char *id, size_t
 		return -1;
 	*sep = '\0';
 	long long ms;
-	if (parse_int((char *)raw, &ms) < 0 || ms < 0)
+	if (api_parse_ll((char *)raw, &ms) < 0 || ms < 0)
 		return -1;
 	const char *rid = sep + 2;
 	size_t rl = strlen(rid);

@@ -21,8 +21,8 @@ struct api_list_query {
 	char cursor_id[64];
 };
 
-/* First value of `name` in a raw query string, form-decoded ('+' = space). NULL if absent. Caller frees. */
-char *api_query_get(const char *query, const char *name);
+/* A whole decimal integer (no sign games, no trailing bytes): 0, or -1 if s is not one. */
+int api_parse_ll(const char *s, long long *out);
 
 /* The 4-step metadata decoding: "user%253Dabc" style value (already query-decoded once) -> object. */
 int api_decode_metadata_filter(const char *value, json_t **out, cube_err *err);

@@ -1,6 +1,7 @@
 /* Selection of sandbox log lines for the logs endpoints. The daemon keeps each live sandbox's recent
  * lines in memory; a killed sandbox's lines come from the store. Both arrive here as SandboxLogEntry. */
 #include "api/log_query.h"
+#include "common/http_server.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -21,36 +22,23 @@ int api_log_level_rank(const char *level)
 	return 1;
 }
 
-static int parse_ll(const char *s, long long *out)
-{
-	if (!*s)
-		return -1;
-	errno = 0;
-	char *end;
-	long long v = strtoll(s, &end, 10);
-	if (errno || *end)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 int api_parse_log_query(const char *query, int v2, struct api_log_query *q, cube_err *err)
 {
 	memset(q, 0, sizeof *q);
 	q->limit = API_LOGS_MAX_LIMIT;
 	int rc = 0;
-	char *v = api_query_get(query, v2 ? "cursor" : "start");
+	char *v = http_query_get(query, v2 ? "cursor" : "start");
 	if (v) {
-		if (parse_ll(v, &q->cursor_ms) < 0 || q->cursor_ms < 0)
+		if (api_parse_ll(v, &q->cursor_ms) < 0 || q->cursor_ms < 0)
 			rc = cube_fail(err, 400, 0, "%s must be a timestamp in milliseconds", v2 ? "cursor" : "start");
 		q->has_cursor = 1;
 		free(v);
 		if (rc < 0)
 			return -1;
 	}
-	if ((v = api_query_get(query, "limit"))) {
+	if ((v = http_query_get(query, "limit"))) {
 		long long n;
-		if (parse_ll(v, &n) < 0 || n < 0 || n > API_LOGS_MAX_LIMIT)
+		if (api_parse_ll(v, &n) < 0 || n < 0 || n > API_LOGS_MAX_LIMIT)
 			rc = cube_fail(err, 400, 0, "limit must be an integer between 0 and %d", API_LOGS_MAX_LIMIT);
 		else
 			q->limit = (int)n;
@@ -60,7 +48,7 @@ int api_parse_log_query(const char *query, int v2, struct api_log_query *q, cube
 	}
 	if (!v2)
 		return 0;
-	if ((v = api_query_get(query, "direction"))) {
+	if ((v = http_query_get(query, "direction"))) {
 		if (strcmp(v, "backward") == 0)
 			q->backward = 1;
 		else if (strcmp(v, "forward") != 0)
@@ -69,7 +57,7 @@ int api_parse_log_query(const char *query, int v2, struct api_log_query *q, cube
 		if (rc < 0)
 			return -1;
 	}
-	if ((v = api_query_get(query, "level"))) {
+	if ((v = http_query_get(query, "level"))) {
 		int found = -1;
 		for (size_t i = 0; i < CUBE_ARRAY_LEN(levels); i++)
 			if (strcmp(v, levels[i]) == 0)
@@ -82,7 +70,7 @@ int api_parse_log_query(const char *query, int v2, struct api_log_query *q, cube
 		if (rc < 0)
 			return -1;
 	}
-	if ((v = api_query_get(query, "search"))) {
+	if ((v = http_query_get(query, "search"))) {
 		if (*v)
 			q->search = v;
 		else

@@ -720,10 +720,10 @@ char *http_url_decode(const char *s, size_t len, int form)
 	return out;
 }
 
-char *http_req_query_param(http_req *r, const char *name)
+char *http_query_get(const char *query, const char *name)
 {
-	const char *q = r->query;
 	size_t nl = strlen(name);
+	const char *q = query;
 	while (q && *q) {
 		const char *amp = strchr(q, '&');
 		size_t seg = amp ? (size_t)(amp - q) : strlen(q);
@@ -737,6 +737,11 @@ char *http_req_query_param(http_req *r, const char *name)
 		q = amp ? amp + 1 : NULL;
 	}
 	return NULL;
+}
+
+char *http_req_query_param(http_req *r, const char *name)
+{
+	return http_query_get(r->query, name);
 }
 
 /* ---- request body ---- */

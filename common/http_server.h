@@ -50,6 +50,8 @@ void *http_req_data(http_req *req);
 long http_req_peer_uid(http_req *req);
 /* Copy of the query parameter `name`, percent-decoded ('+' as space); NULL if absent. Caller frees. */
 char *http_req_query_param(http_req *req, const char *name);
+/* Same lookup in any raw query string (NULL or "" allowed). Caller frees. */
+char *http_query_get(const char *query, const char *name);
 /* Percent-decode (and '+' -> space when form) a string into a new buffer. */
 char *http_url_decode(const char *s, size_t len, int form);
 

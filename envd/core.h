@@ -3,6 +3,7 @@
 #ifndef CUBE_ENVD_CORE_H
 #define CUBE_ENVD_CORE_H
 
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -19,6 +20,8 @@ void envd_http_init(http_req *req);
 void envd_http_unauthorized(http_req *req);
 /* Global envs: set one (copies). */
 void envd_set_env(const char *key, const char *value);
+/* Merge an envVars object (string values only; others ignored) into the global environment. */
+void envd_merge_envs(json_t *envs);
 
 /* ---- process service (process.c) ---- */
 /* Route a reaped child's wait status; 0 when the pid was not started by the process service. */

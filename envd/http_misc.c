@@ -127,6 +127,16 @@ bad:
 
 /* ---- global environment ---- */
 
+void envd_merge_envs(json_t *envs)
+{
+	const char *k;
+	json_t *v;
+	if (json_is_object(envs))
+		json_object_foreach (envs, k, v)
+			if (json_is_string(v))
+				envd_set_env(k, json_string_value(v));
+}
+
 void envd_set_env(const char *key, const char *value)
 {
 	if (!envd.env_vars)
@@ -386,13 +396,7 @@ static void on_init_body(http_req *req, char *body, size_t len, int error_status
 	}
 	if (ts_ms >= 0)
 		last_init_ms = ts_ms;
-	json_t *envs = json_object_get(o, "envVars");
-	const char *k;
-	json_t *v;
-	if (json_is_object(envs))
-		json_object_foreach (envs, k, v)
-			if (json_is_string(v))
-				envd_set_env(k, json_string_value(v));
+	envd_merge_envs(json_object_get(o, "envVars"));
 	json_t *user = json_object_get(o, "defaultUser");
 	if (json_is_string(user) && *json_string_value(user)) {
 		free(envd.default_user);

@@ -164,13 +164,7 @@ static int apply_config(const char *text, size_t len, cube_err *err)
 	json_t *max = json_object_get(cfg, "maxUploadBytes");
 	if (json_is_integer(max) && json_integer_value(max) > 0)
 		envd.max_upload_bytes = (unsigned long long)json_integer_value(max);
-	json_t *envs = json_object_get(cfg, "envVars");
-	const char *k;
-	json_t *v;
-	if (json_is_object(envs))
-		json_object_foreach (envs, k, v)
-			if (json_is_string(v))
-				envd_set_env(k, json_string_value(v));
+	envd_merge_envs(json_object_get(cfg, "envVars"));
 	json_t *host = json_object_get(cfg, "hostname");
 	/* Only as PID 1 of a sandbox: a test run on the host must not rename the machine. */
 	if (json_is_string(host) && *json_string_value(host) && getpid() == 1 &&

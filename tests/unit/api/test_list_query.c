@@ -12,27 +12,28 @@
 
 #include "api/list_query.h"
 #include "api/log_query.h"
+#include "common/http_server.h"
 
 static void test_query_get(void **state)
 {
 	(void)state;
-	char *v = api_query_get("a=1&b=x+y%21&c&d=", "b");
+	char *v = http_query_get("a=1&b=x+y%21&c&d=", "b");
 	assert_string_equal(v, "x y!");
 	free(v);
-	v = api_query_get("a=1&b=2", "a");
+	v = http_query_get("a=1&b=2", "a");
 	assert_string_equal(v, "1");
 	free(v);
-	v = api_query_get("a=1&b=x&c&d=", "c");
+	v = http_query_get("a=1&b=x&c&d=", "c");
 	assert_string_equal(v, "");
 	free(v);
-	v = api_query_get("a=1&b=x&c&d=", "d");
+	v = http_query_get("a=1&b=x&c&d=", "d");
 	assert_string_equal(v, "");
 	free(v);
-	assert_null(api_query_get("a=1", "b"));
-	assert_null(api_query_get("", "a"));
-	assert_null(api_query_get(NULL, "a"));
-	assert_null(api_query_get("ab=1", "a"));
-	v = api_query_get("%61=enc", "a"); /* names are decoded too */
+	assert_null(http_query_get("a=1", "b"));
+	assert_null(http_query_get("", "a"));
+	assert_null(http_query_get(NULL, "a"));
+	assert_null(http_query_get("ab=1", "a"));
+	v = http_query_get("%61=enc", "a"); /* names are decoded too */
 	assert_string_equal(v, "enc");
 	free(v);
 }
