@@ -144,11 +144,25 @@ static void envd_log_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	buf->len = sizeof slab;
 }
 
+/* envd writes "<RFC 3339 time> <level> <message>" (common/log.c); keep its level and message. */
 static void envd_log_flush(struct envd_log *l)
 {
 	if (l->len && l->sb) {
 		l->line[l->len] = '\0';
-		log_entry(l->sb, "info", l->line, 0);
+		static const char *const levels[] = {"debug", "info", "warn", "error"};
+		const char *level = "info", *msg = l->line;
+		char *sp = strchr(l->line, ' ');
+		for (size_t i = 0; sp && i < CUBE_ARRAY_LEN(levels); i++) {
+			size_t n = strlen(levels[i]);
+			if (strncmp(sp + 1, levels[i], n) == 0 && sp[1 + n] == ' ') {
+				level = levels[i];
+				msg = sp + 1 + n;
+				while (*msg == ' ')
+					msg++;
+				break;
+			}
+		}
+		log_entry(l->sb, level, msg, 0);
 	}
 	l->len = 0;
 }

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { useCubed, forEachSdk, dataRequest, waitFor, sleep } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, dataRequest, waitFor, sleep } from './harness.mjs';
 
 const c = useCubed();
 
@@ -158,4 +158,35 @@ forEachSdk(c, 'getMetrics returns real cgroup figures', { timeout: 60_000 }, asy
   assert.ok(m.memUsed < m.memTotal, `memUsed ${m.memUsed} memTotal ${m.memTotal}`);
   assert.ok(m.cpuUsedPct >= 0 && m.cpuUsedPct <= 100 * m.cpuCount, `cpuUsedPct ${m.cpuUsedPct}`);
   assert.ok(m.diskTotal >= 0 && m.diskUsed >= 0);
+});
+
+// Logs carry the sandbox's lifecycle and envd's process lifecycle lines, in both API versions.
+ctest(c, 'logs show sandbox and process lifecycle lines (v1 and v2)', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create(c.sdkOpts);
+  try {
+    await sbx.commands.run('echo logged');
+    const v2 = await waitFor(async () => {
+      const r = await api(c, 'GET', `/v2/sandboxes/${sbx.sandboxId}/logs`);
+      const msgs = (r.json?.logs ?? []).map((e) => e.message);
+      return msgs.some((m) => /process \d+ ended/.test(m)) ? r : null;
+    }, 5_000, 100);
+    assert.ok(v2, 'no "process ... ended" line in the v2 logs');
+    const msgs = v2.json.logs.map((e) => e.message);
+    assert.ok(msgs.some((m) => /sandbox started from template base/.test(m)), JSON.stringify(msgs));
+    assert.ok(msgs.some((m) => /process \d+ started as user/.test(m)), JSON.stringify(msgs));
+    for (const e of v2.json.logs) {
+      assert.ok(!Number.isNaN(Date.parse(e.timestamp)) && ['debug', 'info', 'warn', 'error'].includes(e.level), JSON.stringify(e));
+      assert.equal(typeof e.fields, 'object');
+    }
+    const v1 = await api(c, 'GET', `/sandboxes/${sbx.sandboxId}/logs`);
+    assert.equal(v1.status, 200);
+    assert.ok(v1.json.logs.some((l) => /process \d+ started/.test(l.line)), JSON.stringify(v1.json.logs));
+  } finally {
+    await sbx.kill();
+  }
+  // After the kill the sandbox's own lifecycle lines are still served (from the store).
+  const after = await api(c, 'GET', `/v2/sandboxes/${sbx.sandboxId}/logs`);
+  assert.equal(after.status, 200);
+  assert.ok(after.json.logs.some((e) => /killed/.test(e.message)), JSON.stringify(after.json));
 });
