@@ -34,6 +34,8 @@ struct http_server {
 	uv_stream_t *listeners[4];
 	int nlisteners;
 	int port;
+	const http_header *default_headers; /* added to every response (e.g. envd's CORS headers) */
+	size_t ndefault_headers;
 };
 
 struct http_req {
@@ -649,6 +651,12 @@ int http_server_listen_unix(http_server *srv, const char *path, cube_err *err)
 	return 0;
 }
 
+void http_server_set_default_headers(http_server *srv, const http_header *headers, size_t n)
+{
+	srv->default_headers = headers;
+	srv->ndefault_headers = n;
+}
+
 int http_server_port(http_server *srv)
 {
 	return srv->port;
@@ -814,10 +822,12 @@ void http_resp_start(http_req *r, int status, const http_header *headers, size_t
 	char line[512];
 	int l = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
 	append(&head, &len, &cap, line, (size_t)l);
-	for (size_t i = 0; i < n; i++) {
-		append(&head, &len, &cap, headers[i].name, strlen(headers[i].name));
+	const http_server *srv = c->srv;
+	for (size_t i = 0; i < n + srv->ndefault_headers; i++) {
+		const http_header *h = i < n ? &headers[i] : &srv->default_headers[i - n];
+		append(&head, &len, &cap, h->name, strlen(h->name));
 		append(&head, &len, &cap, ": ", 2);
-		append(&head, &len, &cap, headers[i].value, strlen(headers[i].value));
+		append(&head, &len, &cap, h->value, strlen(h->value));
 		append(&head, &len, &cap, "\r\n", 2);
 	}
 	if (status == 101) {

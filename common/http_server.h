@@ -30,6 +30,8 @@ http_server *http_server_new(uv_loop_t *loop, http_request_cb on_request, void *
 int http_server_listen_tcp(http_server *srv, const char *host_port, cube_err *err);
 /* Unix socket at path (replaced if stale), mode 0600. */
 int http_server_listen_unix(http_server *srv, const char *path, cube_err *err);
+/* Headers appended to every response of this server (the array must outlive it). */
+void http_server_set_default_headers(http_server *srv, const http_header *headers, size_t n);
 /* Port actually bound by the last TCP listen (useful with port 0). */
 int http_server_port(http_server *srv);
 void http_server_close(http_server *srv);

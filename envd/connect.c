@@ -169,11 +169,8 @@ static void send_unary(envd_rpc *rpc, int status, const char *body, size_t len)
 	http_req *req = rpc_detach(rpc);
 	if (!req)
 		return;
-	http_header h[8] = {{"Content-Type", "application/json"}};
-	size_t n = 1;
-	for (size_t i = 0; i < envd_cors_header_count; i++)
-		h[n++] = envd_cors_headers[i];
-	http_resp_start(req, status, h, n, (long long)len);
+	http_header h[] = {{"Content-Type", "application/json"}};
+	http_resp_start(req, status, h, 1, (long long)len);
 	http_resp_write(req, body, len);
 	http_resp_end(req);
 }
@@ -193,11 +190,8 @@ static void stream_start(envd_rpc *rpc)
 	if (rpc->started || !rpc->req)
 		return;
 	rpc->started = 1;
-	http_header h[8] = {{"Content-Type", "application/connect+json"}};
-	size_t n = 1;
-	for (size_t i = 0; i < envd_cors_header_count; i++)
-		h[n++] = envd_cors_headers[i];
-	http_resp_start(rpc->req, 200, h, n, -1);
+	http_header h[] = {{"Content-Type", "application/connect+json"}};
+	http_resp_start(rpc->req, 200, h, 1, -1);
 }
 
 /* One enveloped frame: flags, big-endian length, payload. 0 or -1 if the client is gone. */
@@ -618,12 +612,9 @@ static void plain_connect_error(http_req *req, int status, enum connect_code cod
 	json_t *e = error_object(code, msg);
 	char *s = json_dumps(e, JSON_COMPACT);
 	json_decref(e);
-	http_header h[8] = {{"Content-Type", "application/json"}};
-	size_t n = 1;
-	for (size_t i = 0; i < envd_cors_header_count; i++)
-		h[n++] = envd_cors_headers[i];
+	http_header h[] = {{"Content-Type", "application/json"}};
 	size_t len = s ? strlen(s) : 0;
-	http_resp_start(req, status, h, n, (long long)len);
+	http_resp_start(req, status, h, 1, (long long)len);
 	http_resp_write(req, s, len);
 	http_resp_end(req);
 	free(s);

@@ -28,34 +28,17 @@ const http_header envd_cors_headers[] = {
 };
 const size_t envd_cors_header_count = CUBE_ARRAY_LEN(envd_cors_headers);
 
-#define MAX_HEADERS 12
-
-static size_t with_cors(http_header *h, size_t n)
-{
-	for (size_t i = 0; i < envd_cors_header_count && n < MAX_HEADERS; i++)
-		h[n++] = envd_cors_headers[i];
-	return n;
-}
-
-static void send_body(http_req *req, int status, const char *type, const char *body, size_t len)
-{
-	http_header h[MAX_HEADERS] = {{"Content-Type", type}, {"Cache-Control", "no-store"}};
-	size_t n = with_cors(h, 2);
-	http_resp_start(req, status, h, n, (long long)len);
-	if (len)
-		http_resp_write(req, body, len);
-	http_resp_end(req);
-}
+#define JSON_UTF8 "application/json; charset=utf-8"
 
 void envd_send_json(http_req *req, int status, json_t *body)
 {
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (!s) {
-		send_body(req, 500, "application/json; charset=utf-8", "{\"code\":500,\"message\":\"out of memory\"}", 38);
+		http_resp_send(req, 500, JSON_UTF8, "{\"code\":500,\"message\":\"out of memory\"}", 38);
 		return;
 	}
-	send_body(req, status, "application/json; charset=utf-8", s, strlen(s));
+	http_resp_send(req, status, JSON_UTF8, s, strlen(s));
 	free(s);
 }
 
@@ -73,7 +56,7 @@ void envd_http_unauthorized(http_req *req)
 {
 	static const char body[] = "{\"code\":401,\"message\":\"unauthorized access, please provide a valid access "
 				   "token or method signing if supported\"}";
-	send_body(req, 401, "application/json; charset=utf-8", body, sizeof body - 1);
+	http_resp_send(req, 401, JSON_UTF8, body, sizeof body - 1);
 }
 
 /* ---- base64 (OpenSSL's codec; we only normalise the alphabet and the padding) ---- */
@@ -149,21 +132,19 @@ void envd_set_env(const char *key, const char *value)
 void envd_http_preflight(http_req *req)
 {
 	const char *want = http_req_header(req, "Access-Control-Request-Headers");
-	http_header h[MAX_HEADERS] = {
+	http_header h[] = {
 		{"Access-Control-Allow-Methods", "HEAD, GET, POST, PUT, PATCH, DELETE"},
 		{"Access-Control-Allow-Headers", want && *want ? want : "*"},
 		{"Access-Control-Max-Age", "7200"},
 	};
-	size_t n = with_cors(h, 3);
-	http_resp_start(req, 204, h, n, -1);
+	http_resp_start(req, 204, h, CUBE_ARRAY_LEN(h), -1);
 	http_resp_end(req);
 }
 
 void envd_http_health(http_req *req)
 {
-	http_header h[MAX_HEADERS] = {{"Cache-Control", "no-store"}};
-	size_t n = with_cors(h, 1);
-	http_resp_start(req, 204, h, n, -1);
+	http_header h[] = {{"Cache-Control", "no-store"}};
+	http_resp_start(req, 204, h, CUBE_ARRAY_LEN(h), -1);
 	http_resp_end(req);
 }
 
@@ -409,9 +390,8 @@ static void on_init_body(http_req *req, char *body, size_t len, int error_status
 	}
 	json_decref(o);
 done:;
-	http_header h[MAX_HEADERS] = {{"Cache-Control", "no-store"}, {"X-Envd-Version", ENVD_VERSION}};
-	size_t n = with_cors(h, 2);
-	http_resp_start(req, 204, h, n, -1);
+	http_header h[] = {{"Cache-Control", "no-store"}, {"X-Envd-Version", ENVD_VERSION}};
+	http_resp_start(req, 204, h, CUBE_ARRAY_LEN(h), -1);
 	http_resp_end(req);
 }
 

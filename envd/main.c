@@ -324,6 +324,9 @@ int main(int argc, char **argv)
 	reap_children(); /* anything that died before we watched */
 
 	server = http_server_new(envd.loop, on_request, NULL);
+	/* §2.7: CORS on every response, /files included. */
+	if (server)
+		http_server_set_default_headers(server, envd_cors_headers, envd_cors_header_count);
 	char addr[300];
 	snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	if (!server || http_server_listen_tcp(server, addr, &err) < 0) {

@@ -83,6 +83,11 @@ static void test_cors_preflight(void **state)
 	assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Headers: x-access-token, content-type"));
 	assert_non_null(strcasestr(r.headers, "Access-Control-Max-Age: 7200"));
 	http_result_free(&r);
+	/* Every response carries CORS, also those the /files facility builds (here: a 401 for a bad signature). */
+	r = envd_http(&envd_p, "GET", "/files?path=/nope&signature=v1_x&signature_expiration=1", NULL, NULL, 0, 0);
+	assert_true(r.status >= 400);
+	assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Origin: *"));
+	http_result_free(&r);
 }
 
 static void test_envs(void **state)
