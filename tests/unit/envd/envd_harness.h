@@ -142,6 +142,26 @@ static inline int envd_stop(struct envd_proc *e)
 
 /* ---- HTTP with libcurl ---- */
 
+/* One envd (the binary named by CUBE_ENVD_BIN) shared by every test of a group. */
+static struct envd_proc envd_p;
+
+static inline int envd_group_setup(void **state)
+{
+	(void)state;
+	curl_global_init(CURL_GLOBAL_ALL);
+	if (!getenv("CUBE_ENVD_BIN")) {
+		fprintf(stderr, "CUBE_ENVD_BIN is not set\n");
+		return -1;
+	}
+	return envd_start(&envd_p, NULL);
+}
+
+static inline int envd_group_teardown(void **state)
+{
+	(void)state;
+	return envd_stop(&envd_p);
+}
+
 struct http_result {
 	long status;
 	char content_type[128];

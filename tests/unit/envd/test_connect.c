@@ -9,24 +9,6 @@
 
 #include "envd_harness.h"
 
-static struct envd_proc envd_p;
-
-static int setup(void **state)
-{
-	(void)state;
-	curl_global_init(CURL_GLOBAL_ALL);
-	if (!getenv("CUBE_ENVD_BIN")) {
-		fprintf(stderr, "CUBE_ENVD_BIN is not set\n");
-		return -1;
-	}
-	return envd_start(&envd_p, NULL);
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return envd_stop(&envd_p);
-}
 
 static const char unauthorized_body[] =
 	"{\"code\":401,\"message\":\"unauthorized access, please provide a valid access token or method signing if "
@@ -321,5 +303,5 @@ int main(void)
 		cmocka_unit_test(test_still_serving),
 		cmocka_unit_test(test_config_on_fd3),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, envd_group_setup, envd_group_teardown);
 }

@@ -12,24 +12,6 @@
 
 #include "envd_harness.h"
 
-static struct envd_proc envd_p;
-
-static int setup(void **state)
-{
-	(void)state;
-	curl_global_init(CURL_GLOBAL_ALL);
-	if (!getenv("CUBE_ENVD_BIN")) {
-		fprintf(stderr, "CUBE_ENVD_BIN is not set\n");
-		return -1;
-	}
-	return envd_start(&envd_p, NULL);
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return envd_stop(&envd_p);
-}
 
 /* ---- helpers ---- */
 
@@ -625,5 +607,5 @@ int main(void)
 		cmocka_unit_test(test_list_shape),
 		cmocka_unit_test(test_stream_input),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, envd_group_setup, envd_group_teardown);
 }
