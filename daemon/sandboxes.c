@@ -20,6 +20,7 @@
 
 #define MAX_LOG_LINES 1000
 #define EXPIRY_TICK_MS 200
+#define START_READY_TIMEOUT_MS 60000  /* a template's readyPort must accept within this */
 
 static struct {
 	struct sbx_config cfg;
@@ -458,6 +459,18 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 				 "envVars", sb->env_vars, "defaultUser", "user", "maxUploadBytes",
 				 (json_int_t)S.cfg.max_upload_bytes, "hostname", sb->id);
 	json_object_set_new(conf, "accessToken", sb->access_token[0] ? json_string(sb->access_token) : json_null());
+	if (t->start_cmd) {
+		/* envd runs it at boot and, with a readyPort, reports ready once the port accepts. */
+		json_object_set_new(conf, "startCmd", json_string(t->start_cmd));
+		if (t->start_user)
+			json_object_set_new(conf, "startUser", json_string(t->start_user));
+		if (t->start_cwd)
+			json_object_set_new(conf, "startCwd", json_string(t->start_cwd));
+		if (t->ready_port) {
+			json_object_set_new(conf, "readyPort", json_integer(t->ready_port));
+			json_object_set_new(conf, "readyTimeoutMs", json_integer(START_READY_TIMEOUT_MS));
+		}
+	}
 	cw->envd_config = json_dumps(conf, JSON_COMPACT);
 	json_decref(conf);
 	snprintf(cw->rootfs, sizeof cw->rootfs, "%s", t->rootfs);
@@ -484,6 +497,8 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		.pids_max = 1024,
 		.envd_config = cw->envd_config,
 		.log_path = cw->log_wfd >= 0 ? cw->log_path : NULL,
+		/* envd gives up on the readyPort itself first, then reports ready anyway */
+		.ready_timeout_ms = t->start_cmd && t->ready_port ? START_READY_TIMEOUT_MS + 10000 : 0,
 	};
 	table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
 	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);

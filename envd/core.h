@@ -29,6 +29,15 @@ int envd_process_reaped(pid_t pid, int wstatus);
 /* Signal the process group of every live process (shutdown). */
 void envd_process_signal_all(int sig);
 size_t envd_process_live_count(void);
+/* Start `/bin/sh -c cmd` as user in cwd (NULL = home) with the global envs, stdin /dev/null and
+ * stdout/stderr on envd's stderr; listed (and signalable) under tag like any started process. */
+int envd_process_start_logged(const char *cmd, const char *user, const char *cwd, const char *tag, cube_err *err);
+
+/* ---- the template's start command (boot.c) ---- */
+/* Take startCmd, startUser, startCwd, readyPort, readyTimeoutMs from envd's config. */
+void envd_boot_config(json_t *cfg);
+/* Run the start command (if any) and call on_ready once readyPort accepts or right away. */
+void envd_boot_start(void (*on_ready)(void));
 
 /* ---- pseudo-terminals (pty.c) ---- */
 /* New pty of cols x rows; the slave is owned by uid:gid (mode 0620). Both fds are CLOEXEC. */

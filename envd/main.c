@@ -165,6 +165,7 @@ static int apply_config(const char *text, size_t len, cube_err *err)
 	if (json_is_integer(max) && json_integer_value(max) > 0)
 		envd.max_upload_bytes = (unsigned long long)json_integer_value(max);
 	envd_merge_envs(json_object_get(cfg, "envVars"));
+	envd_boot_config(cfg);
 	json_t *host = json_object_get(cfg, "hostname");
 	/* Only as PID 1 of a sandbox: a test run on the host must not rename the machine. */
 	if (json_is_string(host) && *json_string_value(host) && getpid() == 1 &&
@@ -210,6 +211,17 @@ static int fd_is_open(int fd)
 	return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
 }
 
+static int ready_fd = 4, have_ready_fd;
+
+static void signal_ready(void)
+{
+	if (have_ready_fd) {
+		if (cube_write_all(ready_fd, "1", 1) < 0)
+			log_warn("envd: ready fd %d: %s", ready_fd, strerror(errno));
+		close(ready_fd);
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -233,7 +245,7 @@ int main(int argc, char **argv)
 			return 1;
 	signal(SIGPIPE, SIG_IGN);
 
-	int port = DEFAULT_PORT, config_fd = 3, ready_fd = 4;
+	int port = DEFAULT_PORT, config_fd = 3;
 	const char *host = "0.0.0.0", *config_file = NULL, *etc = NULL;
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},      {"host", required_argument, NULL, 'H'},
@@ -278,7 +290,7 @@ int main(int argc, char **argv)
 	 * or 4 may be reused by the loop, and "reading the config" or "closing the ready fd" would hit
 	 * libuv's own pipes. */
 	int have_config_fd = !config_file && fd_is_open(config_fd);
-	int have_ready_fd = fd_is_open(ready_fd) && ready_fd > 2;
+	have_ready_fd = fd_is_open(ready_fd) && ready_fd > 2;
 
 	envd.loop = uv_default_loop();
 	envd.started_ms = cube_now_ms();
@@ -333,12 +345,8 @@ int main(int argc, char **argv)
 		log_error("envd: %s", server ? err.msg : "out of memory");
 		return 1;
 	}
-	if (have_ready_fd) {
-		if (cube_write_all(ready_fd, "1", 1) < 0)
-			log_warn("envd: ready fd %d: %s", ready_fd, strerror(errno));
-		close(ready_fd);
-	}
 	log_info("envd %s listening on %s (sandbox %s, user %s, token %s)", ENVD_VERSION, addr,
 		 envd.sandbox_id ? envd.sandbox_id : "-", envd.default_user, envd.access_token ? "set" : "none");
+	envd_boot_start(signal_ready);
 	return uv_run(envd.loop, UV_RUN_DEFAULT);
 }

@@ -423,6 +423,7 @@ struct spawn {
 	const char *cwd;
 	const struct envd_user *user;
 	int use_pty, stdin_pipe;
+	int to_log;              /* stdout and stderr go to envd's own stderr (the sandbox log) */
 	unsigned cols, rows;
 	/* results */
 	pid_t pid;
@@ -538,7 +539,7 @@ static int spawn(struct spawn *sp, cube_err *err)
 			cube_fail(err, 500, errno, "stdin");
 			goto out;
 		}
-		if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errpp, O_CLOEXEC) < 0) {
+		if (!sp->to_log && (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errpp, O_CLOEXEC) < 0)) {
 			cube_fail(err, 500, errno, "pipe");
 			goto out;
 		}
@@ -549,7 +550,7 @@ static int spawn(struct spawn *sp, cube_err *err)
 		goto out;
 	}
 	if (pid == 0)
-		child_exec(sp, errp[1], inp[0], outp[1], errpp[1], slave);
+		child_exec(sp, errp[1], inp[0], sp->to_log ? 2 : outp[1], sp->to_log ? 2 : errpp[1], slave);
 	close_fd(&errp[1]);
 	close_fd(&inp[0]);
 	close_fd(&outp[1]);
@@ -1203,6 +1204,63 @@ static void process_update(envd_rpc *rpc, json_t *req)
 		return;
 	}
 	envd_rpc_reply(rpc, json_object());
+}
+
+/* ---- the template's start command (boot.c) ---- */
+
+int envd_process_start_logged(const char *cmd, const char *user, const char *cwd_in, const char *tag, cube_err *err)
+{
+	struct envd_user u;
+	if (envd_user_lookup(user, &u, err) < 0)
+		return -1;
+	char cwd[PATH_MAX];
+	if (envd_resolve_path(cwd_in, &u, cwd, sizeof cwd, err) < 0)
+		return -1;
+	/* The environment a Start gets (§3.8): PATH, HOME, USER, LOGNAME, then the global envs. */
+	json_t *env = json_object();
+	const char *agent_path = getenv("PATH");
+	json_object_set_new(env, "PATH", json_string(agent_path && *agent_path ? agent_path : DEFAULT_PATH));
+	json_object_set_new(env, "HOME", json_string(u.home));
+	json_object_set_new(env, "USER", json_string(u.name));
+	json_object_set_new(env, "LOGNAME", json_string(u.name));
+	if (envd.env_vars)
+		json_object_update(env, envd.env_vars);
+	char *argv[] = {"/bin/sh", "-c", (char *)cmd, NULL};
+	char **envp = calloc(json_object_size(env) + 1, sizeof *envp);
+	size_t n = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach (env, k, v)
+		if (envp && *k && !strchr(k, '=') && asprintf(&envp[n], "%s=%s", k, json_string_value(v)) >= 0)
+			n++;
+	json_decref(env);
+	struct proc *p = calloc(1, sizeof *p);
+	if (!envp || !p) {
+		free_strv(envp);
+		free(p);
+		return cube_fail(err, 500, ENOMEM, "start command");
+	}
+	struct spawn sp = {.path = "/bin/sh", .argv = argv, .envp = envp, .cwd = cwd, .user = &u, .to_log = 1};
+	int rc = spawn(&sp, err);
+	free_strv(envp);
+	if (rc < 0) {
+		free(p);
+		return -1;
+	}
+	close_fd(&sp.in_fd);
+	p->pid = sp.pid;
+	p->tag = strdup(tag);
+	p->config = json_pack("{s:s,s:[s,s],s:s}", "cmd", "/bin/sh", "args", "-c", cmd, "cwd", cwd);
+	uv_timer_init(envd.loop, &p->retain);
+	p->retain.data = p;
+	p->handles++;
+	uv_timer_init(envd.loop, &p->lifetime);
+	p->lifetime.data = p;
+	p->handles++;
+	p->next = procs;
+	procs = p;
+	log_info("envd: start command running as %s in %s (pid %d): %s", u.name, cwd, (int)p->pid, cmd);
+	return 0;
 }
 
 /* ---- hooks for main.c ---- */

@@ -37,6 +37,8 @@ void tpl_free(struct tpl *t)
 	free(t->rootfs);
 	json_decref(t->envs);
 	free(t->start_cmd);
+	free(t->start_user);
+	free(t->start_cwd);
 	free(t);
 }
 
@@ -74,6 +76,19 @@ static int get_positive_int(json_t *root, const char *key, int max, int *out, co
 	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > max)
 		return cube_fail(err, 500, 0, "%s: \"%s\" must be an integer between 1 and %d", path, key, max);
 	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+/* An optional non-empty string field; *out stays NULL when absent, null or "". */
+static int get_string(json_t *root, const char *key, char **out, const char *path, cube_err *err)
+{
+	json_t *v = json_object_get(root, key);
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v))
+		return cube_fail(err, 500, 0, "%s: \"%s\" must be a string or null", path, key);
+	if (json_string_length(v) > 0 && !(*out = strdup(json_string_value(v))))
+		return cube_fail(err, 500, ENOMEM, "%s", path);
 	return 0;
 }
 
@@ -130,15 +145,11 @@ int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *
 	} else {
 		t->envs = json_object();
 	}
-	json_t *cmd = json_object_get(root, "startCmd");
-	if (cmd && !json_is_null(cmd)) {
-		if (!json_is_string(cmd)) {
-			cube_fail(err, 500, 0, "%s: \"startCmd\" must be a string or null", path);
-			goto out;
-		}
-		if (json_string_length(cmd) > 0 && !(t->start_cmd = strdup(json_string_value(cmd))))
-			goto nomem;
-	}
+	if (get_string(root, "startCmd", &t->start_cmd, path, err) < 0 ||
+	    get_string(root, "startUser", &t->start_user, path, err) < 0 ||
+	    get_string(root, "startCwd", &t->start_cwd, path, err) < 0 ||
+	    get_positive_int(root, "readyPort", 65535, &t->ready_port, path, err) < 0)
+		goto out;
 	if (!(t->name = strdup(name)) || !(t->dir = strdup(dir)) || asprintf(&t->rootfs, "%s/rootfs", dir) < 0) {
 		t->rootfs = NULL;
 		goto nomem;

@@ -17,7 +17,10 @@ struct tpl {
 	int memory_mb;      /* memoryMB */
 	int disk_mb;        /* diskSizeMB: the writable layer's size limit */
 	json_t *envs;       /* envs: object of string values, never NULL; owned by the registry */
-	char *start_cmd;    /* startCmd, NULL when the template has none */
+	char *start_cmd;    /* startCmd, NULL when the template has none: envd runs it at boot */
+	char *start_user;   /* startUser (NULL = envd's default user) */
+	char *start_cwd;    /* startCwd (NULL = the user's home) */
+	int ready_port;     /* readyPort: a create returns once this port accepts (0 = don't wait) */
 };
 
 /* Scan templates_dir and shift each rootfs to [uid_base, uid_base+uid_count). Entries whose name starts

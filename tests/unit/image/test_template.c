@@ -75,7 +75,8 @@ static void test_registry_load_and_find(void **state)
 	write_template("base", "{\"name\":\"base\",\"cpuCount\":2,\"memoryMB\":512,\"diskSizeMB\":1024,"
 			       "\"envs\":{},\"startCmd\":null}", true);
 	write_template("py", "{\"name\":\"py\",\"cpuCount\":4,\"memoryMB\":2048,"
-			     "\"envs\":{\"LANG\":\"C.UTF-8\"},\"startCmd\":\"python3 -m http.server\"}", true);
+			     "\"envs\":{\"LANG\":\"C.UTF-8\"},\"startCmd\":\"python3 -m http.server\","
+			     "\"startUser\":\"root\",\"startCwd\":\"/srv\",\"readyPort\":8000}", true);
 	write_template("minimal", "{}", true);
 	write_template("no-manifest", NULL, true);   /* skipped: no template.json */
 	write_template(".partial", "{", true);       /* skipped: hidden */
@@ -111,6 +112,9 @@ static void test_registry_load_and_find(void **state)
 	assert_int_equal(py->memory_mb, 2048);
 	assert_int_equal(py->disk_mb, 1024);   /* default */
 	assert_string_equal(py->start_cmd, "python3 -m http.server");
+	assert_string_equal(py->start_user, "root");
+	assert_string_equal(py->start_cwd, "/srv");
+	assert_int_equal(py->ready_port, 8000);
 	assert_string_equal(json_string_value(json_object_get(py->envs, "LANG")), "C.UTF-8");
 
 	const struct tpl *m = tpl_find("minimal");
@@ -155,6 +159,8 @@ static void test_bad_manifests(void **state)
 	expect_error("{\"envs\":[]}", "envs");
 	expect_error("{\"envs\":{\"A\":1}}", "envs");
 	expect_error("{\"startCmd\":42}", "startCmd");
+	expect_error("{\"startUser\":[]}", "startUser");
+	expect_error("{\"readyPort\":70000}", "readyPort");
 	expect_error("{\"cpuCount\":1,\"cpuCount\":2}", "duplicate");
 
 	cube_err err;
