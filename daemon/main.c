@@ -190,6 +190,9 @@ int main(int argc, char **argv)
 				.uid_count = o.uid_count, .envd_path = envd_path};
 	if (rt_init(&rtc, &err) < 0)
 		return die("runtime", &err);
+	char layers[PATH_MAX];
+	snprintf(layers, sizeof layers, "%s/layers", o.state_dir);
+	tpl_set_layer_store(layers);
 	if (tpl_registry_load(templates, o.uid_base, o.uid_count, &err) < 0)
 		return die("templates", &err);
 	struct sbx_config sc = {.loop = loop, .state_dir = o.state_dir, .instance = instance,

@@ -364,7 +364,6 @@ struct create_work {
 	struct sandbox *sb;
 	struct rt_spec spec;
 	char *envd_config;
-	char rootfs[4096];
 	char log_path[64];
 	int log_rfd, log_wfd;
 	sbx_create_cb cb;
@@ -473,7 +472,6 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	cw->envd_config = json_dumps(conf, JSON_COMPACT);
 	json_decref(conf);
-	snprintf(cw->rootfs, sizeof cw->rootfs, "%s", t->rootfs);
 	cw->sb = sb;
 	cw->cb = cb;
 	cw->arg = arg;
@@ -489,7 +487,8 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	cw->spec = (struct rt_spec){
 		.id = sb->id,
-		.rootfs = cw->rootfs,
+		.layers = (const char *const *)t->layers, /* registry entries outlive reloads */
+		.n_layers = t->n_layers,
 		.hostname = sb->id,
 		.cpu_millis = t->cpu_count * 1000,
 		.memory_bytes = (unsigned long long)t->memory_mb << 20,

@@ -27,6 +27,22 @@ static struct registry *retired;   /* replaced registries, freed by tpl_registry
 #define TPL_DEFAULT_CPU 2
 #define TPL_DEFAULT_MEMORY_MB 512
 #define TPL_DEFAULT_DISK_MB 1024
+#define TPL_MAX_LAYERS 64 /* RT_MAX_LAYERS */
+
+static char *layer_store;
+
+void tpl_set_layer_store(const char *dir)
+{
+	free(layer_store);
+	layer_store = dir ? strdup(dir) : NULL;
+}
+
+static void free_strv(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
 
 void tpl_free(struct tpl *t)
 {
@@ -35,6 +51,8 @@ void tpl_free(struct tpl *t)
 	free(t->name);
 	free(t->dir);
 	free(t->rootfs);
+	free_strv(t->layers);
+	free_strv(t->aliases);
 	json_decref(t->envs);
 	free(t->start_cmd);
 	free(t->start_user);
@@ -89,6 +107,60 @@ static int get_string(json_t *root, const char *key, char **out, const char *pat
 		return cube_fail(err, 500, 0, "%s: \"%s\" must be a string or null", path, key);
 	if (json_string_length(v) > 0 && !(*out = strdup(json_string_value(v))))
 		return cube_fail(err, 500, ENOMEM, "%s", path);
+	return 0;
+}
+
+/* "aliases": names in the same alphabet as template names. */
+static int parse_aliases(json_t *root, struct tpl *t, const char *path, cube_err *err)
+{
+	json_t *a = json_object_get(root, "aliases");
+	size_t n = a && json_is_array(a) ? json_array_size(a) : 0;
+	if (a && !json_is_null(a) && !json_is_array(a))
+		return cube_fail(err, 500, 0, "%s: \"aliases\" must be a list of names", path);
+	if (!(t->aliases = calloc(n + 1, sizeof *t->aliases)))
+		return cube_fail(err, 500, ENOMEM, "%s", path);
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_array_get(a, i);
+		if (!json_is_string(v) || !valid_name(json_string_value(v)))
+			return cube_fail(err, 500, 0, "%s: alias %zu is not a valid name (letters, digits, '.', '_', '-')",
+					 path, i);
+		if (!(t->aliases[i] = strdup(json_string_value(v))))
+			return cube_fail(err, 500, ENOMEM, "%s", path);
+	}
+	return 0;
+}
+
+/* A layer reference "sha256/<64 hex>": resolved inside the store, so it cannot name any other path. */
+static bool valid_layer_ref(const char *ref)
+{
+	if (strncmp(ref, "sha256/", 7) != 0 || strlen(ref) != 7 + 64)
+		return false;
+	for (const char *p = ref + 7; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return false;
+	return true;
+}
+
+static int parse_layers(json_t *layers, struct tpl *t, const char *path, cube_err *err)
+{
+	size_t n = json_is_array(layers) ? json_array_size(layers) : 0;
+	if (n == 0 || n > TPL_MAX_LAYERS)
+		return cube_fail(err, 500, 0, "%s: \"layers\" must be a list of 1 to %d layer ids", path,
+				 TPL_MAX_LAYERS);
+	if (!layer_store)
+		return cube_fail(err, 500, 0, "%s: \"layers\" needs a layer store", path);
+	if (!(t->layers = calloc(n + 1, sizeof *t->layers)))
+		return cube_fail(err, 500, ENOMEM, "%s", path);
+	for (size_t i = 0; i < n; i++) {
+		json_t *v = json_array_get(layers, i);
+		if (!json_is_string(v) || !valid_layer_ref(json_string_value(v)))
+			return cube_fail(err, 500, 0, "%s: layer %zu must be \"sha256/<64 hex digits>\"", path, i);
+		if (asprintf(&t->layers[i], "%s/%s/rootfs", layer_store, json_string_value(v)) < 0) {
+			t->layers[i] = NULL;
+			return cube_fail(err, 500, ENOMEM, "%s", path);
+		}
+		t->n_layers = i + 1;
+	}
 	return 0;
 }
 
@@ -150,18 +222,35 @@ int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *
 	    get_string(root, "startCwd", &t->start_cwd, path, err) < 0 ||
 	    get_positive_int(root, "readyPort", 65535, &t->ready_port, path, err) < 0)
 		goto out;
-	if (!(t->name = strdup(name)) || !(t->dir = strdup(dir)) || asprintf(&t->rootfs, "%s/rootfs", dir) < 0) {
-		t->rootfs = NULL;
+	if (!(t->name = strdup(name)) || !(t->dir = strdup(dir)))
 		goto nomem;
-	}
-	struct stat st;
-	if (lstat(t->rootfs, &st) < 0) {
-		cube_fail(err, 500, errno, "template '%s': %s", name, t->rootfs);
+	if (parse_aliases(root, t, path, err) < 0)
 		goto out;
+	json_t *layers = json_object_get(root, "layers");
+	if (layers && !json_is_null(layers)) {
+		if (parse_layers(layers, t, path, err) < 0)
+			goto out;
+		t->store_layers = true;
+	} else {
+		if (!(t->layers = calloc(2, sizeof *t->layers)) || asprintf(&t->layers[0], "%s/rootfs", dir) < 0) {
+			if (t->layers)
+				t->layers[0] = NULL;
+			goto nomem;
+		}
+		t->n_layers = 1;
 	}
-	if (!S_ISDIR(st.st_mode)) {
-		cube_fail(err, 500, 0, "template '%s': %s is not a directory", name, t->rootfs);
-		goto out;
+	if (!(t->rootfs = strdup(t->layers[0])))
+		goto nomem;
+	for (size_t i = 0; i < t->n_layers; i++) {
+		struct stat st;
+		if (lstat(t->layers[i], &st) < 0) {
+			cube_fail(err, 500, errno, "template '%s': %s", name, t->layers[i]);
+			goto out;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			cube_fail(err, 500, 0, "template '%s': %s is not a directory", name, t->layers[i]);
+			goto out;
+		}
 	}
 	*out = t;
 	t = NULL;
@@ -217,7 +306,7 @@ int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid
 			r->items = items;
 		}
 		r->items[r->count++] = t;
-		if (tpl_rootfs_shift(dir, uid_base, uid_count, err) < 0) {
+		if (!t->store_layers && tpl_rootfs_shift(dir, uid_base, uid_count, err) < 0) {
 			cube_wrap(err, "template '%s'", t->name);
 			goto fail;
 		}
@@ -242,6 +331,7 @@ fail:
 
 void tpl_registry_free(void)
 {
+	tpl_set_layer_store(NULL);
 	registry_free(__atomic_exchange_n(&current, NULL, __ATOMIC_ACQ_REL));
 	while (retired) {
 		struct registry *next = retired->retired_next;
@@ -261,6 +351,11 @@ const struct tpl *tpl_find(const char *ref)
 		if (strlen(name) == len && strncmp(name, ref, len) == 0)
 			return r->items[i];
 	}
+	/* Aliases after all names, so an alias never shadows another template's name. */
+	for (size_t i = 0; i < r->count; i++)
+		for (char **a = r->items[i]->aliases; a && *a; a++)
+			if (strlen(*a) == len && strncmp(*a, ref, len) == 0)
+				return r->items[i];
 	return NULL;
 }
 

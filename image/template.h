@@ -1,10 +1,13 @@
 /* The template registry: the templates cubed can start sandboxes from, read from
- * <templates-dir>/<name>/{template.json,rootfs/} at start-up. Each rootfs is uid-shifted for the
- * sandbox uid range while loading. Read-only after load, so lookups need no lock. */
+ * <templates-dir>/<name>/{template.json,rootfs/} at start-up. A template is a stack of read-only layers:
+ * either its own rootfs/ (uid-shifted for the sandbox uid range while loading), or the "layers" its
+ * template.json names in the shared layer store (shifted when they were unpacked). Read-only after load,
+ * so lookups need no lock. */
 #ifndef CUBE_IMAGE_TEMPLATE_H
 #define CUBE_IMAGE_TEMPLATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/error.h"
@@ -12,7 +15,11 @@
 struct tpl {
 	char *name;         /* directory name == "name" in template.json */
 	char *dir;          /* <templates-dir>/<name> */
-	char *rootfs;       /* <templates-dir>/<name>/rootfs: the read-only lower layer of every sandbox */
+	char *rootfs;       /* the topmost layer: <templates-dir>/<name>/rootfs, or layers[0] */
+	char **layers;      /* absolute layer dirs, topmost first: {rootfs}, or "layers" in the store */
+	size_t n_layers;
+	bool store_layers;  /* layers come from the layer store (already shifted), not the template's rootfs/ */
+	char **aliases;     /* "aliases": other names tpl_find() resolves; NULL-terminated, never NULL */
 	int cpu_count;      /* cpuCount */
 	int memory_mb;      /* memoryMB */
 	int disk_mb;        /* diskSizeMB: the writable layer's size limit */
@@ -23,6 +30,10 @@ struct tpl {
 	int ready_port;     /* readyPort: a create returns once this port accepts (0 = don't wait) */
 };
 
+/* Where "layers" entries of template.json are resolved: "sha256/<hex>" names <dir>/sha256/<hex>/rootfs.
+ * Call before loading; a template with layers fails to load while no store is set. */
+void tpl_set_layer_store(const char *dir);
+
 /* Scan templates_dir and shift each rootfs to [uid_base, uid_base+uid_count). Entries whose name starts
  * with '.' and directories without template.json are skipped (with a warning); an invalid template.json
  * or a missing rootfs fails the load with a message naming the template. Replaces any previous registry;
@@ -30,7 +41,8 @@ struct tpl {
 int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid_count, cube_err *err);
 void tpl_registry_free(void);
 
-/* Look up "name" or "name:tag" (the tag is ignored: each template has one version). NULL if unknown. */
+/* Look up "name", an alias, or either with ":tag" (the tag is ignored: each template has one version).
+ * NULL if unknown. */
 const struct tpl *tpl_find(const char *ref);
 
 /* Iterate in name order: for (size_t i = 0; i < tpl_count(); i++) use tpl_at(i). */

@@ -14,7 +14,6 @@
 /* ---- the child (runtime/child.c, runtime/mounts.c) ---- */
 
 #define CG_MAX_JOIN 8
-#define LOWER_FD 9 /* the template rootfs while the overlay is mounted; plan fds start at 10 */
 #define CG_PATH_MAX 256
 
 /* Messages on the parent<->child SEQPACKET socket. */
@@ -43,9 +42,12 @@ struct start_plan {
 	int n_cg_join;
 	char layer_mnt[PATH_MAX];    /* host dir the private tmpfs is mounted on (in the child's mount ns) */
 	char layer_opts[128];        /* tmpfs data: size=,mode= */
-	char lower[PATH_MAX];         /* the template rootfs */
-	char overlay_opts[128];      /* layers named relative to the layer tmpfs and via LOWER_FD, so the
-	                              * sandbox's mountinfo shows no host path */
+	/* The read-only layers, topmost first: NUL-separated paths the child opens itself (so they resolve
+	 * in its mount namespace). The overlay names them by fd (/proc/self/fd/N, relative to the layer
+	 * tmpfs for upper/work), so the sandbox's mountinfo shows no host path and 64 long paths still fit
+	 * the one page of mount options. */
+	char lowers[RT_MAX_LAYERS * 256];
+	size_t n_lowers;
 	uid_t root_uid;              /* owner and mode of the template root, given to the upper dir */
 	gid_t root_gid;
 	mode_t root_mode;

@@ -1,5 +1,6 @@
 /* The sandbox's filesystem, built by the child in its own mount namespace while it is still host root:
- * a size-limited tmpfs holds the private writable layer, an overlay of the template on top of it becomes
+ * a size-limited tmpfs holds the private writable layer, an overlay of it on the template's read-only
+ * layers becomes
  * the root via pivot_root, and /dev, /proc, /sys, /tmp, the /etc files and envd are set up inside the new
  * root, so no path the template controls is ever resolved against the host's tree. */
 #include "runtime/internal.h"
@@ -56,6 +57,25 @@ static void ensure_dir(const struct start_plan *p, const char *path, mode_t mode
 		child_die(p, errno, "mkdir", path);
 }
 
+static size_t append_str(char *dst, size_t pos, size_t cap, const char *src)
+{
+	while (*src && pos + 1 < cap)
+		dst[pos++] = *src++;
+	dst[pos] = '\0';
+	return pos;
+}
+
+static size_t append_uint(char *dst, size_t pos, size_t cap, unsigned v)
+{
+	char digits[12];
+	size_t k = sizeof digits - 1;
+	digits[k] = '\0';
+	do
+		digits[--k] = (char)('0' + v % 10);
+	while ((v /= 10) && k > 0);
+	return append_str(dst, pos, cap, digits + k);
+}
+
 void mounts_build_root(const struct start_plan *p)
 {
 	/* Nothing we mount may propagate back to the host. */
@@ -68,13 +88,27 @@ void mounts_build_root(const struct start_plan *p)
 		child_die(p, errno, "prepare upper dir", NULL);
 	if (mkdir("work", 0700) < 0 || mkdir("root", 0700) < 0)
 		child_die(p, errno, "mkdir work dir", NULL);
-	int lower = open(p->lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (lower < 0 || dup3(lower, LOWER_FD, O_CLOEXEC) < 0)
-		child_die(p, errno, "open template", p->lower);
-	close(lower);
-	if (mount("overlay", "root", "overlay", 0, p->overlay_opts) < 0)
-		child_die(p, errno, "mount overlay of", p->lower);
-	close(LOWER_FD);
+	/* "lowerdir=/proc/self/fd/A:/proc/self/fd/B,...": at most 64 * 18 bytes of fd names, whatever the
+	 * layers' host paths are. */
+	char opts[RT_MAX_LAYERS * 24 + 64];
+	int fds[RT_MAX_LAYERS];
+	size_t n = append_str(opts, 0, sizeof opts, "lowerdir=");
+	const char *path = p->lowers;
+	for (size_t i = 0; i < p->n_lowers; i++) {
+		fds[i] = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (fds[i] < 0)
+			child_die(p, errno, "open layer", path);
+		if (i)
+			n = append_str(opts, n, sizeof opts, ":");
+		n = append_str(opts, n, sizeof opts, "/proc/self/fd/");
+		n = append_uint(opts, n, sizeof opts, (unsigned)fds[i]);
+		path += strlen(path) + 1;
+	}
+	append_str(opts, n, sizeof opts, ",upperdir=upper,workdir=work");
+	if (mount("overlay", "root", "overlay", 0, opts) < 0)
+		child_die(p, errno, "mount overlay of", p->lowers);
+	for (size_t i = 0; i < p->n_lowers; i++)
+		close(fds[i]);
 	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the sandbox. */
 	if (chdir("root") < 0)
 		child_die(p, errno, "chdir", "root");

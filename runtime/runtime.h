@@ -16,9 +16,14 @@ struct rt_config {
 	const char *envd_path;        /* host path of the static cube-envd binary */
 };
 
+#define RT_MAX_LAYERS 64
+
 struct rt_spec {
 	const char *id;               /* sandbox id [a-z0-9]+ */
-	const char *rootfs;           /* template rootfs dir (read-only lower layer, already uid-shifted) */
+	const char *rootfs;           /* one-layer shorthand, used when n_layers is 0 */
+	const char *const *layers;    /* read-only layer dirs, topmost first (already uid-shifted; overlay
+	                               * whiteouts: char 0:0 nodes, trusted.overlay.opaque="y") */
+	size_t n_layers;              /* at most RT_MAX_LAYERS */
 	const char *hostname;         /* usually the sandbox id */
 	unsigned cpu_millis;          /* 1000 = one core; 0 = unlimited */
 	unsigned long long memory_bytes, disk_bytes; /* disk = size of the private writable layer; 0 = default */

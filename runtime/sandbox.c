@@ -196,9 +196,27 @@ static int make_config_fd(const char *json)
 
 static int fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err *err)
 {
+	const char *const *layers = spec->n_layers ? spec->layers : &spec->rootfs;
+	size_t n_layers = spec->n_layers ? spec->n_layers : 1;
+	if (n_layers > RT_MAX_LAYERS)
+		return cube_fail(err, 400, E2BIG, "%zu layers (at most %d)", n_layers, RT_MAX_LAYERS);
+	size_t used = 0;
+	for (size_t i = 0; i < n_layers; i++) {
+		struct stat lst;
+		if (!layers[i] || stat(layers[i], &lst) < 0 || !S_ISDIR(lst.st_mode))
+			return cube_fail(err, 500, !layers[i] ? EINVAL : errno ? errno : ENOTDIR, "template layer %s",
+					 layers[i] ? layers[i] : "(null)");
+		size_t len = strlen(layers[i]) + 1;
+		if (used + len > sizeof p->lowers)
+			return cube_fail(err, 500, ENAMETOOLONG, "template layer paths");
+		memcpy(p->lowers + used, layers[i], len);
+		used += len;
+	}
+	p->n_lowers = n_layers;
+	/* The merged root's owner and mode come from the topmost layer. */
 	struct stat st;
-	if (stat(spec->rootfs, &st) < 0 || !S_ISDIR(st.st_mode))
-		return cube_fail(err, 500, errno ? errno : ENOTDIR, "template rootfs %s", spec->rootfs);
+	if (stat(layers[0], &st) < 0)
+		return cube_fail(err, 500, errno, "template layer %s", layers[0]);
 	const char *host = spec->hostname && *spec->hostname ? spec->hostname : spec->id;
 	if (strlen(host) > 64)
 		return cube_fail(err, 400, 0, "hostname too long");
@@ -214,10 +232,6 @@ static int fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err 
 		snprintf(p->layer_opts, sizeof p->layer_opts, "size=%llu,mode=0700", spec->disk_bytes);
 	else
 		snprintf(p->layer_opts, sizeof p->layer_opts, "mode=0700");
-	if (snprintf(p->lower, sizeof p->lower, "%s", spec->rootfs) >= (int)sizeof p->lower)
-		return cube_fail(err, 500, ENAMETOOLONG, "template rootfs path");
-	snprintf(p->overlay_opts, sizeof p->overlay_opts, "lowerdir=/proc/self/fd/%d,upperdir=upper,workdir=work",
-		 LOWER_FD);
 	snprintf(p->dev_opts, sizeof p->dev_opts, "mode=0755,size=65536,nr_inodes=1024,uid=%u,gid=%u", R.uid_base,
 		 R.uid_base);
 	/* gid 5 is "tty" in Debian; mount options are read in the init user namespace, hence the shift. */

@@ -196,12 +196,69 @@ static void test_registry_errors(void **state)
 	tpl_registry_free();
 }
 
+/* A template made of store layers (topmost first) with aliases; its own rootfs/ is not needed. */
+static void test_layers_and_aliases(void **state)
+{
+	(void)state;
+	static const char *const hex[] = {
+		"1111111111111111111111111111111111111111111111111111111111111111",
+		"2222222222222222222222222222222222222222222222222222222222222222"};
+	char store[PATH_MAX], p[PATH_MAX];
+	snprintf(store, sizeof store, "%s/.layers", top);
+	for (int i = 0; i < 2; i++) {
+		snprintf(p, sizeof p, "%s/sha256/%s/rootfs", store, hex[i]);
+		assert_int_equal(cube_mkdir_p(p, 0755), 0);
+	}
+	char json[1024];
+	snprintf(json, sizeof json, "{\"layers\":[\"sha256/%s\",\"sha256/%s\"],\"aliases\":[\"app\",\"app-v2\"]}",
+		 hex[1], hex[0]);
+	write_template("img", json, false);
+	write_template("app", "{}", true); /* a name wins over another template's alias */
+	tpl_set_layer_store(store);
+	cube_err err = {0};
+	if (tpl_registry_load(top, 0, 65536, &err) < 0)
+		fail_msg("load: %s", err.msg);
+	const struct tpl *t = tpl_find("app-v2:latest");
+	assert_non_null(t);
+	assert_string_equal(t->name, "img");
+	assert_ptr_equal(tpl_find("app")->name, tpl_find("app")->name);
+	assert_string_equal(tpl_find("app")->name, "app");
+	assert_int_equal(t->n_layers, 2);
+	assert_true(t->store_layers);
+	snprintf(p, sizeof p, "%s/sha256/%s/rootfs", store, hex[1]);
+	assert_string_equal(t->layers[0], p);
+	assert_string_equal(t->rootfs, p);
+	snprintf(p, sizeof p, "%s/sha256/%s/rootfs", store, hex[0]);
+	assert_string_equal(t->layers[1], p);
+	assert_int_equal(tpl_find("app")->n_layers, 1);
+	remove_tree("app");
+
+	/* References cannot leave the store; a missing layer names itself. */
+	tpl_set_layer_store(store);
+	expect_error("{\"layers\":[\"../../etc\"]}", "layer 0");
+	expect_error("{\"layers\":[\"sha256/ZZ\"]}", "layer 0");
+	expect_error("{\"layers\":[]}", "\"layers\"");
+	expect_error("{\"aliases\":[\"a/b\"]}", "alias 0");
+	expect_error("{\"aliases\":\"x\"}", "aliases");
+	snprintf(json, sizeof json, "{\"layers\":[\"sha256/%064d\"]}", 3);
+	write_template("gone", json, false);
+	snprintf(p, sizeof p, "%s/gone", top);
+	struct tpl *g = NULL;
+	assert_int_equal(tpl_load_one(p, "gone", &g, &err), -1);
+	assert_non_null(strstr(err.msg, "template 'gone'"));
+	remove_tree("gone");
+	remove_tree("img");
+	remove_tree(".layers");
+	tpl_registry_free();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_registry_load_and_find),
 		cmocka_unit_test(test_bad_manifests),
 		cmocka_unit_test(test_registry_errors),
+		cmocka_unit_test(test_layers_and_aliases),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,7 +19,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -298,6 +300,106 @@ static void test_writes_are_private(void **s)
 	free(out);
 	kill_ok("writea", &a);
 	kill_ok("writeb", &b);
+}
+
+/* A layer dir owned by sandbox root, as the layer store leaves them. */
+static void layer_dir(const char *path)
+{
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(chown(path, UID_BASE, UID_BASE), 0);
+}
+
+static void layer_file(const char *dir, const char *rel, const char *text)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", dir, rel);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chown(path, UID_BASE, UID_BASE), 0);
+}
+
+/* Templates from images are stacks of read-only layers: overlay whiteouts (char 0:0) hide lower files,
+ * an opaque directory (trusted.overlay.opaque=y) hides a lower directory's contents, and a full stack of
+ * RT_MAX_LAYERS layers with long host paths still mounts (the options name fds, not paths). */
+static void test_layer_stack(void **s)
+{
+	(void)s;
+	char mid[400], top[400], path[1024];
+	snprintf(mid, sizeof mid, "%s/layer-mid", work);
+	snprintf(top, sizeof top, "%s/layer-top", work);
+	layer_dir(mid);
+	snprintf(path, sizeof path, "%s/data", mid);
+	layer_dir(path);
+	snprintf(path, sizeof path, "%s/etc", mid);
+	layer_dir(path);
+	layer_file(mid, "data/keep", "keep\n");
+	layer_file(mid, "data/gone", "gone\n");
+	layer_file(mid, "etc/motd", "mid\n");
+	snprintf(path, sizeof path, "%s/opaque", mid);
+	layer_dir(path);
+	layer_file(mid, "opaque/old", "old\n");
+
+	layer_dir(top);
+	snprintf(path, sizeof path, "%s/data", top);
+	layer_dir(path);
+	snprintf(path, sizeof path, "%s/data/gone", top);
+	assert_int_equal(mknod(path, S_IFCHR | 0, makedev(0, 0)), 0);
+	snprintf(path, sizeof path, "%s/opaque", top);
+	layer_dir(path);
+	assert_int_equal(setxattr(path, "trusted.overlay.opaque", "y", 1, 0), 0);
+	layer_file(top, "opaque/new", "new\n");
+	snprintf(path, sizeof path, "%s/etc", top);
+	layer_dir(path);
+	layer_file(top, "etc/motd", "top\n");
+
+	const char *stack[] = {top, mid, rootfs};
+	struct rt_spec spec = {.id = "layers1", .layers = stack, .n_layers = 3, .hostname = "layers1",
+			       .memory_bytes = 128ULL << 20, .disk_bytes = 16ULL << 20, .pids_max = 64,
+			       .envd_config = "{\"port\":49983}"};
+	struct rt_sandbox sb;
+	cube_err err = {0};
+	if (rt_start(&spec, &sb, &err) < 0)
+		fail_msg("rt_start layers1: %s", err.msg);
+	char *out = run(&sb, "ls /data; ls /opaque; cat /etc/motd; test -e /bin/busybox && echo base; "
+			     "rm /data/keep && ls /data | wc -l");
+	assert_string_equal(out, "keep\nnew\ntop\nbase\n0\n");
+	free(out);
+	kill_ok("layers1", &sb);
+	/* The sandbox's delete stayed in its writable layer. */
+	snprintf(path, sizeof path, "%s/data/keep", mid);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+
+	/* RT_MAX_LAYERS layers under a 200-character directory name: 64 such paths would not fit the one
+	 * page the kernel reads mount options from. */
+	static char *many[RT_MAX_LAYERS];
+	char deep[400];
+	snprintf(deep, sizeof deep, "%s/%0200d", work, 0);
+	layer_dir(deep);
+	for (int i = 0; i < RT_MAX_LAYERS - 1; i++) {
+		assert_true(asprintf(&many[i], "%s/layer-%02d", deep, i) > 0);
+		layer_dir(many[i]);
+		snprintf(path, sizeof path, "f%02d", i);
+		layer_file(many[i], path, "x");
+	}
+	many[RT_MAX_LAYERS - 1] = rootfs;
+	spec.id = "layers64";
+	spec.layers = (const char *const *)many;
+	spec.n_layers = RT_MAX_LAYERS;
+	if (rt_start(&spec, &sb, &err) < 0)
+		fail_msg("rt_start layers64: %s", err.msg);
+	out = run(&sb, "ls / | grep -c '^f[0-9][0-9]$'");
+	assert_string_equal(out, "63\n");
+	free(out);
+	kill_ok("layers64", &sb);
+	spec.id = "layers65";
+	spec.n_layers = RT_MAX_LAYERS + 1;
+	assert_int_equal(rt_start(&spec, &sb, &err), -1);
+	assert_int_equal(err.status, 400);
+	for (int i = 0; i < RT_MAX_LAYERS - 1; i++)
+		free(many[i]);
 }
 
 static void test_dangerous_syscalls_fail(void **s)
@@ -610,6 +712,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_identity_and_visibility),
 		cmocka_unit_test(test_writes_are_private),
+		cmocka_unit_test(test_layer_stack),
 		cmocka_unit_test(test_dangerous_syscalls_fail),
 		cmocka_unit_test(test_memory_bomb_is_contained),
 		cmocka_unit_test(test_fork_bomb_hits_pids_max),
