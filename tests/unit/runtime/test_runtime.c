@@ -95,7 +95,9 @@ static int group_setup(void **state_)
 	snprintf(rootfs, sizeof rootfs, "%s/rootfs", work);
 	snprintf(state, sizeof state, "%s/state", work);
 	build_rootfs();
-	snprintf(instance, sizeof instance, "7e577e577e57"); /* fixed: teardown removes its cgroup dirs */
+	/* One instance per test process: runs in other worktrees at the same time must not reclaim ours.
+	 * Teardown removes its cgroup dirs. */
+	snprintf(instance, sizeof instance, "7e57%08x", (unsigned)getpid());
 	const char *envd = getenv("RT_FAKE_INIT");
 	if (!envd)
 		envd = "./fake_init";
