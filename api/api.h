@@ -14,5 +14,9 @@ struct api_config {
 
 void api_init(const struct api_config *cfg);
 void api_handle(http_req *req, int admin);
+/* Response observers (http_server_on_response) that feed /metrics: API errors by endpoint, and the
+ * data-plane proxy's latency and errors. */
+void api_observe_response(http_req *req, int status, double seconds, void *ctx);
+void api_observe_proxy_response(http_req *req, int status, double seconds, void *ctx);
 
 #endif

@@ -60,6 +60,9 @@ void api_sandbox_metrics(http_req *req, const char *id);
 void api_sandboxes_metrics(http_req *req, const char *id);
 void api_metrics_forget(const char *sandbox_id);
 
+void api_prometheus(http_req *req, const char *id);
+void api_route_label(http_req *req, char *buf, size_t len);
+
 void api_logs_v1(http_req *req, const char *id);
 void api_logs_v2(http_req *req, const char *id);
 

@@ -40,6 +40,7 @@ static void not_implemented(http_req *req, const char *id)
 /* Exact paths come before patterns that would also match them (/sandboxes/metrics). */
 static const struct route routes[] = {
 	{"GET", "/health", health, ROUTE_NO_AUTH},
+	{"GET", "/metrics", api_prometheus, ROUTE_NO_AUTH}, /* counts and latencies only: docs/operations.md */
 	{"GET", "/sandboxes", api_list_v1, 0},
 	{"POST", "/sandboxes", api_create_v1, 0},
 	{"GET", "/v2/sandboxes", api_list_v2, 0},
@@ -98,6 +99,21 @@ static int match(const char *pattern, const char *path, char *idbuf, size_t idle
 	}
 	/* a single trailing slash is tolerated */
 	return *p == '\0' && (*s == '\0' || (s[0] == '/' && s[1] == '\0'));
+}
+
+/* "METHOD /pattern" of the route a request matches (metrics label), or "other". */
+void api_route_label(http_req *req, char *buf, size_t len)
+{
+	char idbuf[80];
+	const char *id;
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		if (strcmp(routes[i].method, http_req_method(req)) == 0 &&
+		    match(routes[i].pattern, http_req_path(req), idbuf, sizeof idbuf, &id)) {
+			snprintf(buf, len, "%s %s", routes[i].method, routes[i].pattern);
+			return;
+		}
+	}
+	snprintf(buf, len, "other");
 }
 
 void api_init(const struct api_config *cfg)

@@ -36,6 +36,8 @@ struct http_server {
 	int port;
 	const http_header *default_headers; /* added to every response (e.g. envd's CORS headers) */
 	size_t ndefault_headers;
+	http_response_cb on_response;       /* observer of every response (metrics) */
+	void *on_response_ctx;
 };
 
 struct http_req {
@@ -68,6 +70,7 @@ struct http_req {
 	http_req_cb drain_cb, close_cb;
 	void *data;
 	int in_drain;
+	uint64_t t0_ns;    /* first byte of the request (uv_hrtime) */
 };
 
 struct http_conn {
@@ -170,6 +173,7 @@ static int on_message_begin(http_parser *p)
 	if (!r)
 		return -1;
 	r->conn = c;
+	r->t0_ns = uv_hrtime();
 	c->req = r;
 	return 0;
 }
@@ -573,6 +577,12 @@ http_server *http_server_new(uv_loop_t *loop, http_request_cb on_request, void *
 	return srv;
 }
 
+void http_server_on_response(http_server *srv, http_response_cb cb, void *ctx)
+{
+	srv->on_response = cb;
+	srv->on_response_ctx = ctx;
+}
+
 static int parse_host_port(const char *hp, struct sockaddr_storage *ss, cube_err *err)
 {
 	char host[256];
@@ -817,6 +827,8 @@ void http_resp_start(http_req *r, int status, const http_header *headers, size_t
 	if (r->resp_started)
 		return;
 	r->resp_started = 1;
+	if (c->srv->on_response)
+		c->srv->on_response(r, status, (double)(uv_hrtime() - r->t0_ns) / 1e9, c->srv->on_response_ctx);
 	char *head = NULL;
 	size_t len = 0, cap = 0;
 	char line[512];

@@ -32,6 +32,10 @@ int http_server_listen_tcp(http_server *srv, const char *host_port, cube_err *er
 int http_server_listen_unix(http_server *srv, const char *path, cube_err *err);
 /* Headers appended to every response of this server (the array must outlive it). */
 void http_server_set_default_headers(http_server *srv, const http_header *headers, size_t n);
+/* Observer called as each response starts: its status and the seconds since the request's first
+ * byte (cubed's metrics). req is valid during the call. */
+typedef void (*http_response_cb)(http_req *req, int status, double seconds, void *ctx);
+void http_server_on_response(http_server *srv, http_response_cb cb, void *ctx);
 /* Port actually bound by the last TCP listen (useful with port 0). */
 int http_server_port(http_server *srv);
 void http_server_close(http_server *srv);

@@ -15,6 +15,7 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/admission.h"
 #include "daemon/sandboxes.h"
 #include "image/template.h"
 #include "proxy/proxy.h"
@@ -23,8 +24,9 @@
 struct options {
 	const char *api, *proxy, *state_dir, *templates_dir, *envd, *domain;
 	int local_auth;
-	unsigned uid_base, uid_count, max_timeout_s;
+	unsigned uid_base, uid_count, max_timeout_s, max_sandboxes;
 	unsigned long long max_upload_bytes;
+	long long memory_reserve_mb; /* -1: default */
 };
 
 static uv_loop_t *loop;
@@ -45,6 +47,9 @@ static void usage(FILE *out)
 		"  --uid-base N             host uid that sandbox root maps to (default 200000000)\n"
 		"  --max-timeout SECONDS    longest sandbox lifetime a request may ask for (default 86400)\n"
 		"  --max-upload-bytes N     largest file upload envd accepts (default 1073741824)\n"
+		"  --max-sandboxes N        node limit on sandboxes, pooled ones included; 0 = none (default 1000)\n"
+		"  --memory-reserve-mb N    refuse creates (429) while host MemAvailable is below N MiB\n"
+		"                           (default 5%% of RAM, at least 256; 0 = off)\n"
 		"  --log-level LEVEL        debug, info, warn or error (default info)\n"
 		"  --help, --version\n");
 }
@@ -58,12 +63,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"local-auth", no_argument, 0, 'L'},        {"uid-base", required_argument, 0, 'u'},
 		{"max-timeout", required_argument, 0, 'T'}, {"max-upload-bytes", required_argument, 0, 'U'},
 		{"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
+		{"max-sandboxes", required_argument, 0, 'M'}, {"memory-reserve-mb", required_argument, 0, 'R'},
 		{"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
 	};
 	*o = (struct options){
 		.api = "127.0.0.1:3000", .proxy = "127.0.0.1:3001", .state_dir = "/var/lib/cubesandbox",
 		.domain = "localhost", .uid_base = 200000000, .uid_count = 65536, .max_timeout_s = 86400,
-		.max_upload_bytes = 1ULL << 30,
+		.max_upload_bytes = 1ULL << 30, .max_sandboxes = 1000, .memory_reserve_mb = -1,
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -78,6 +84,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'u': o->uid_base = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': o->max_timeout_s = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'U': o->max_upload_bytes = strtoull(optarg, NULL, 10); break;
+		case 'M': o->max_sandboxes = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'R': o->memory_reserve_mb = strtoll(optarg, NULL, 10); break;
 		case 'l':
 			if (!strcmp(optarg, "debug")) cube_log_set_level(CUBE_LOG_DEBUG);
 			else if (!strcmp(optarg, "warn")) cube_log_set_level(CUBE_LOG_WARN);
@@ -114,6 +122,21 @@ static int instance_id(const char *state_dir, char out[13])
 	for (int i = 0; i < 6; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
+}
+
+/* 5% of RAM, at least 256 MiB: what the host keeps for itself when admitting sandboxes. */
+static unsigned long long default_reserve_mb(void)
+{
+	unsigned long long kb = 0;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	unsigned long long mb = kb / 1024 / 20;
+	return mb < 256 ? 256 : mb;
 }
 
 static void on_api(http_req *req, void *ctx) { (void)ctx; api_handle(req, 0); }
@@ -195,6 +218,10 @@ int main(int argc, char **argv)
 	tpl_set_layer_store(layers);
 	if (tpl_registry_load(templates, o.uid_base, o.uid_count, &err) < 0)
 		return die("templates", &err);
+	struct adm_config adc = {.max_sandboxes = o.max_sandboxes,
+				 .reserve_mb = o.memory_reserve_mb >= 0 ? (unsigned long long)o.memory_reserve_mb
+									: default_reserve_mb()};
+	adm_init(&adc);
 	struct sbx_config sc = {.loop = loop, .state_dir = o.state_dir, .instance = instance,
 				.max_timeout_s = o.max_timeout_s, .max_upload_bytes = o.max_upload_bytes};
 	if (sbx_init(&sc, &err) < 0)
@@ -209,6 +236,8 @@ int main(int argc, char **argv)
 	http_server *admin = http_server_new(loop, on_admin, NULL);
 	http_server *proxy = http_server_new(loop, on_proxy, NULL);
 	snprintf(sock, sizeof sock, "%s/cubed.sock", o.state_dir);
+	http_server_on_response(api, api_observe_response, NULL);
+	http_server_on_response(proxy, api_observe_proxy_response, NULL);
 	if (http_server_listen_tcp(api, o.api, &err) < 0)
 		return die("api listener", &err);
 	if (http_server_listen_unix(admin, sock, &err) < 0)
@@ -227,6 +256,7 @@ int main(int argc, char **argv)
 		log_warn("*** LOCAL AUTH MODE: ANY non-empty API key is accepted. Never expose this instance. ***");
 	log_info("cubed %s: api %s, proxy %s, admin %s, state %s, instance %s, templates %s, envd %s",
 		 CUBE_VERSION, o.api, o.proxy, sock, o.state_dir, instance, templates, envd_path);
+	log_info("admission: at most %u sandboxes, memory reserve %llu MiB", adc.max_sandboxes, adc.reserve_mb);
 	uv_run(loop, UV_RUN_DEFAULT);
 	sbx_shutdown();
 	unlink(sock);

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
+#include "daemon/admission.h"
 #include "image/template.h"
 #include "store/store.h"
 
@@ -239,12 +241,15 @@ struct kill_work {
 	struct sandbox *sb;
 	cube_err err;
 	int rc;
+	uint64_t ns;
 };
 
 static void kill_in_worker(uv_work_t *w)
 {
 	struct kill_work *kw = (struct kill_work *)w;
+	uint64_t t0 = uv_hrtime();
 	kw->rc = rt_kill(kw->sb->id, &kw->sb->rt, &kw->err);
+	kw->ns = uv_hrtime() - t0;
 }
 
 static void kill_done(uv_work_t *w, int status)
@@ -255,6 +260,8 @@ static void kill_done(uv_work_t *w, int status)
 		log_error("sandbox %s: destroy: %s", kw->sb->id, kw->err.msg);
 	else
 		log_info("sandbox %s destroyed", kw->sb->id);
+	metrics_observe("cube_sandbox_kill_seconds", "Time to destroy a sandbox (kill, reap, remove cgroups).", "",
+			(double)kw->ns / 1e9);
 	sandbox_unref(kw->sb);
 	free(kw);
 }
@@ -276,6 +283,7 @@ static void stop_exit_watch(struct sandbox *sb)
 static void retire(struct sandbox *sb, const char *why)
 {
 	table_remove(sb);
+	adm_release(sb->memory_mb);
 	sb->state = SBX_KILLING;
 	stop_exit_watch(sb);
 	envd_log_detach(sb);
@@ -370,7 +378,7 @@ struct create_work {
 	void *arg;
 	cube_err err;
 	int rc;
-	long long t0;
+	uint64_t t0;
 };
 
 static void create_in_worker(uv_work_t *w)
@@ -391,6 +399,7 @@ static void create_done(uv_work_t *w, int status)
 			close(cw->log_rfd);
 		log_error("sandbox %s: create failed: %s", sb->id, cw->err.msg);
 		table_remove(sb);
+		adm_release(sb->memory_mb);
 		cw->cb(NULL, &cw->err, cw->arg);
 		sandbox_unref(sb);
 	} else {
@@ -400,7 +409,9 @@ static void create_done(uv_work_t *w, int status)
 		if (cw->log_rfd >= 0)
 			envd_log_start(sb, cw->log_rfd);
 		sbx_log(sb, "info", "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
-			cube_mono_ms() - cw->t0, (int)sb->rt.pid);
+			(long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
+		metrics_observe("cube_sandbox_create_seconds", "Time to create a sandbox, by source (cold boot or pool claim).",
+				"source=\"cold\"", (double)(uv_hrtime() - cw->t0) / 1e9);
 		cw->cb(sb, NULL, cw->arg);
 	}
 	free(cw->envd_config);
@@ -426,12 +437,17 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		cb(NULL, &err, arg);
 		return;
 	}
+	if (adm_acquire((unsigned)t->memory_mb, &err) < 0) {
+		cb(NULL, &err, arg);
+		return;
+	}
 	struct sandbox *sb = sandbox_new();
 	struct create_work *cw = calloc(1, sizeof *cw);
 	if (!sb || !cw) {
 		free(cw);
 		if (sb)
 			sandbox_unref(sb);
+		adm_release((unsigned)t->memory_mb);
 		cube_fail(&err, 500, ENOMEM, "create sandbox");
 		cb(NULL, &err, arg);
 		return;
@@ -475,7 +491,7 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	cw->sb = sb;
 	cw->cb = cb;
 	cw->arg = arg;
-	cw->t0 = cube_mono_ms();
+	cw->t0 = uv_hrtime();
 	int lp[2];
 	cw->log_rfd = cw->log_wfd = -1;
 	if (pipe2(lp, O_CLOEXEC) == 0) {
@@ -551,6 +567,7 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 	}
 	sb->state = SBX_RUNNING;
 	table_add(sb);
+	adm_force(sb->memory_mb);
 	watch_exit(sb);
 	sbx_log(sb, "info", "sandbox adopted after a restart of cubed");
 	if (ctx->nlive == ctx->cap) {
