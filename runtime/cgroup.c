@@ -37,6 +37,13 @@ int cg_join_paths(const char *id, char out[][CG_PATH_MAX], int max) { return bac
 int cg_destroy(const char *id, cube_err *err) { return backend->destroy(id, err); }
 bool cg_contains(const char *id, pid_t pid) { return backend->contains(id, pid); }
 int cg_read_usage(const char *id, struct cg_usage *out, cube_err *err) { return backend->usage(id, out, err); }
+int cg_freeze(const char *id, bool frozen, cube_err *err) { return backend->freeze(id, frozen, err); }
+
+void cg_kill_frozen(const char *id)
+{
+	if (backend->kill_frozen)
+		backend->kill_frozen(id);
+}
 
 int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err)
 {
@@ -83,7 +90,7 @@ int cg_read_keyed(const char *dir, const char *file, const char *key, unsigned l
 	return -1;
 }
 
-static void kill_listed(const char *dir)
+void cg_kill_listed(const char *dir)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/cgroup.procs", dir);
@@ -112,12 +119,42 @@ int cg_empty_and_remove(const char *dir, bool use_cgroup_kill, cube_err *err)
 			return cube_fail(err, 500, errno, "remove cgroup %s", dir);
 		/* Still populated: the PID namespace is dying, or nothing killed it yet (sb == NULL). */
 		if (!use_cgroup_kill || cg_write(dir, "cgroup.kill", "1") < 0)
-			kill_listed(dir);
+			cg_kill_listed(dir);
 		if (cube_mono_ms() > deadline)
 			return cube_fail(err, 500, EBUSY, "cgroup %s does not empty", dir);
 		struct timespec ts = {0, wait_us * 1000};
 		nanosleep(&ts, NULL);
 		if (wait_us < 10000)
+			wait_us *= 2;
+	}
+}
+
+int cg_wait_state(const char *dir, const char *file, const char *want, cube_err *err)
+{
+	char path[PATH_MAX], buf[512];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	size_t wlen = strlen(want);
+	long long deadline = cube_mono_ms() + 3000;
+	long wait_us = 20;
+	for (;;) {
+		/* Reopened every time: cgroup files give a fresh snapshot per open. */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return cube_fail(err, errno == ENOENT ? 404 : 500, errno, "read %s", path);
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n < 0)
+			return cube_fail(err, 500, errno, "read %s", path);
+		buf[n] = '\0';
+		for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+			if (strncmp(line, want, wlen) == 0 && (line[wlen] == '\n' || line[wlen] == '\0'))
+				return 0;
+		/* A task in an uninterruptible sleep (e.g. stuck I/O) can hold up freezing for long. */
+		if (cube_mono_ms() > deadline)
+			return cube_fail(err, 500, ETIMEDOUT, "%s does not reach \"%s\"", path, want);
+		struct timespec ts = {0, wait_us * 1000};
+		nanosleep(&ts, NULL);
+		if (wait_us < 5000)
 			wait_us *= 2;
 	}
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 
 enum { CTL_CPU = 1, CTL_CPUACCT = 2, CTL_MEMORY = 4, CTL_PIDS = 8, CTL_FREEZER = 16 };
@@ -61,6 +62,8 @@ static int v1_init(const char *instance, cube_err *err)
 	}
 	if ((all & (CTL_CPU | CTL_MEMORY | CTL_PIDS)) != (CTL_CPU | CTL_MEMORY | CTL_PIDS))
 		return cube_fail(err, 500, 0, "cgroup v1: cpu, memory and pids controllers must be mounted");
+	if (!(all & CTL_FREEZER))
+		log_warn("runtime: cgroup v1 freezer controller not mounted; pause is unavailable");
 	snprintf(suffix_base, sizeof suffix_base, "/cubesandbox/%s", instance);
 	return 0;
 }
@@ -78,10 +81,24 @@ static const struct hierarchy *with(unsigned ctl)
 	return NULL;
 }
 
+static void v1_kill_frozen(const char *id)
+{
+	const struct hierarchy *fz = with(CTL_FREEZER);
+	if (!fz)
+		return;
+	/* Frozen tasks act on SIGKILL only once thawed: queue the kill first, then thaw, so nothing of a
+	 * paused sandbox runs again. */
+	char dir[PATH_MAX];
+	dir_of(fz, id, dir, sizeof dir);
+	cg_kill_listed(dir);
+	cg_write(dir, "freezer.state", "THAWED");
+}
+
 static int v1_destroy(const char *id, cube_err *err)
 {
 	char dir[PATH_MAX];
 	int rc = 0;
+	v1_kill_frozen(id);
 	/* The first removal kills and waits; the other hierarchies hold the same (now dead) tasks. */
 	for (size_t i = 0; i < nhier; i++) {
 		dir_of(&hier[i], id, dir, sizeof dir);
@@ -194,7 +211,26 @@ static int v1_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *e
 	return 0;
 }
 
+static int v1_freeze(const char *id, bool frozen, cube_err *err)
+{
+	const struct hierarchy *h = with(CTL_FREEZER);
+	if (!h)
+		return cube_fail(err, 501, 0, "cgroup v1: the freezer controller is not mounted");
+	char dir[PATH_MAX];
+	dir_of(h, id, dir, sizeof dir);
+	const char *want = frozen ? "FROZEN" : "THAWED";
+	if (cg_write(dir, "freezer.state", want) < 0)
+		return cube_fail(err, errno == ENOENT ? 404 : 500, errno, "cgroup %s: set freezer.state", dir);
+	if (cg_wait_state(dir, "freezer.state", want, err) < 0) {
+		if (frozen)
+			cg_write(dir, "freezer.state", "THAWED"); /* never leave it half frozen */
+		return -1;
+	}
+	return 0;
+}
+
 const struct cg_backend cg_v1_backend = {
 	.init = v1_init, .create = v1_create, .join_paths = v1_join_paths, .destroy = v1_destroy,
-	.contains = v1_contains, .usage = v1_usage, .list = v1_list,
+	.contains = v1_contains, .usage = v1_usage, .list = v1_list, .freeze = v1_freeze,
+	.kill_frozen = v1_kill_frozen,
 };

@@ -148,7 +148,21 @@ static int v2_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *e
 	return 0;
 }
 
+static int v2_freeze(const char *id, bool frozen, cube_err *err)
+{
+	char dir[PATH_MAX];
+	dir_of(id, dir, sizeof dir);
+	if (cg_write(dir, "cgroup.freeze", frozen ? "1" : "0") < 0)
+		return cube_fail(err, errno == ENOENT ? 404 : 500, errno, "cgroup %s: set cgroup.freeze", dir);
+	if (cg_wait_state(dir, "cgroup.events", frozen ? "frozen 1" : "frozen 0", err) < 0) {
+		if (frozen)
+			cg_write(dir, "cgroup.freeze", "0");
+		return -1;
+	}
+	return 0;
+}
+
 const struct cg_backend cg_v2_backend = {
 	.init = v2_init, .create = v2_create, .join_paths = v2_join_paths, .destroy = v2_destroy,
-	.contains = v2_contains, .usage = v2_usage, .list = v2_list,
+	.contains = v2_contains, .usage = v2_usage, .list = v2_list, .freeze = v2_freeze,
 };

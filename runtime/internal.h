@@ -99,6 +99,11 @@ int cg_destroy(const char *id, cube_err *err);
 /* Whether pid lives in this sandbox's cgroup. */
 bool cg_contains(const char *id, pid_t pid);
 int cg_read_usage(const char *id, struct cg_usage *out, cube_err *err);
+/* Freeze (true) or thaw (false) every task of the sandbox and wait until the kernel reports the new
+ * state (v2 cgroup.events "frozen", v1 freezer.state). Idempotent. */
+int cg_freeze(const char *id, bool frozen, cube_err *err);
+/* SIGKILL every task of the sandbox and let frozen ones act on it (v1 freezes even SIGKILL). */
+void cg_kill_frozen(const char *id);
 /* Call fn for each sandbox id that has a cgroup of this instance (any hierarchy, deduplicated). */
 int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
 
@@ -112,6 +117,8 @@ struct cg_backend {
 	bool (*contains)(const char *id, pid_t pid);
 	int (*usage)(const char *id, struct cg_usage *out, cube_err *err);
 	int (*list)(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
+	int (*freeze)(const char *id, bool frozen, cube_err *err);
+	void (*kill_frozen)(const char *id); /* optional */
 };
 extern const struct cg_backend cg_v1_backend, cg_v2_backend;
 
@@ -120,6 +127,10 @@ int cg_write(const char *dir, const char *file, const char *value);
 int cg_read_ull(const char *dir, const char *file, unsigned long long *out);
 /* Read "key value" from a flat keyed file (memory.stat, cpu.stat). */
 int cg_read_keyed(const char *dir, const char *file, const char *key, unsigned long long *out);
+/* SIGKILL every pid listed in <dir>/cgroup.procs (once). */
+void cg_kill_listed(const char *dir);
+/* Poll <dir>/<file> until a line equals want (freezer state changes are asynchronous). */
+int cg_wait_state(const char *dir, const char *file, const char *want, cube_err *err);
 /* SIGKILL every pid listed in <dir>/cgroup.procs until it is empty (or timeout), then rmdir dir. */
 int cg_empty_and_remove(const char *dir, bool use_cgroup_kill, cube_err *err);
 /* Whether /proc/<pid>/cgroup names <suffix> as one of its paths. */

@@ -53,6 +53,13 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err);
 int rt_adopt(const char *id, pid_t pid, unsigned long long start_time, struct rt_sandbox *out, cube_err *err);
 /* SIGKILL the whole sandbox, reap it, remove its cgroups, close fds. Idempotent; sb may be NULL. */
 int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err);
+/* Pause: freeze every process of the sandbox with the cgroup freezer (v2 cgroup.freeze, v1 freezer
+ * controller) and return once the kernel reports it frozen; thaw undoes it. Memory, files, sockets stay.
+ * Blocking (usually well under a millisecond, at most ~3 s when a task sits in uninterruptible sleep;
+ * then freeze fails and leaves the sandbox running). Idempotent, thread-safe; sb may be NULL. rt_kill
+ * works on a frozen sandbox, and a frozen sandbox stays frozen across a cubed restart. */
+int rt_freeze(const char *id, struct rt_sandbox *sb, cube_err *err);
+int rt_thaw(const char *id, struct rt_sandbox *sb, cube_err *err);
 /* Real cgroup figures (v1 or v2); disk from statfs of the sandbox's writable layer. */
 int rt_stats(const char *id, struct rt_sandbox *sb, struct rt_stats *out, cube_err *err);
 /* At start-up: kill and remove every sandbox cgroup of this instance whose id is not in live_ids.

@@ -491,6 +491,7 @@ int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err)
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	if (sb && sb->pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0); /* PID 1 dies: its PID ns dies */
+	cg_kill_frozen(id); /* a paused sandbox's init would never die and the wait below would hang */
 	if (sb && sb->pid > 0 && forget_child(sb->pid)) {
 		pid_t r;
 		do
@@ -549,6 +550,22 @@ int rt_adopt(const char *id, pid_t pid, unsigned long long start_time, struct rt
 	out->pidfd = pidfd;
 	out->netns_fd = netns;
 	return 0;
+}
+
+int rt_freeze(const char *id, struct rt_sandbox *sb, cube_err *err)
+{
+	(void)sb;
+	if (!valid_id(id))
+		return cube_fail(err, 400, 0, "invalid sandbox id");
+	return cg_freeze(id, true, err);
+}
+
+int rt_thaw(const char *id, struct rt_sandbox *sb, cube_err *err)
+{
+	(void)sb;
+	if (!valid_id(id))
+		return cube_fail(err, 400, 0, "invalid sandbox id");
+	return cg_freeze(id, false, err);
 }
 
 int rt_stats(const char *id, struct rt_sandbox *sb, struct rt_stats *out, cube_err *err)
