@@ -53,6 +53,9 @@ void api_pause(http_req *req, const char *id);
 void api_resume(http_req *req, const char *id);
 void api_not_supported_for_sandbox(http_req *req, const char *id);
 
+void api_network_update(http_req *req, const char *id);
+void api_network_get(http_req *req, const char *id);
+
 void api_list_v1(http_req *req, const char *id);
 void api_list_v2(http_req *req, const char *id);
 

@@ -3,6 +3,7 @@
 #include "api/internal.h"
 
 #include "common/util.h"
+#include "net/net.h"
 #include "envd/version.h"
 
 json_t *api_time_json(long long epoch_ms)
@@ -18,6 +19,8 @@ json_t *api_sandbox_json(const struct sandbox *sb)
 			      "clientID", SBX_CLIENT_ID, "envdVersion", ENVD_VERSION, "domain", "alias", sb->template_id);
 	if (o && sb->access_token[0])
 		json_object_set_new(o, "envdAccessToken", json_string(sb->access_token));
+	if (o && sb->traffic_token[0])
+		json_object_set_new(o, "trafficAccessToken", json_string(sb->traffic_token));
 	return o;
 }
 
@@ -41,6 +44,13 @@ json_t *api_sandbox_detail_json(const struct sandbox *sb)
 	if (sb->access_token[0])
 		json_object_set_new(o, "envdAccessToken", json_string(sb->access_token));
 	json_object_set_new(o, "domain", json_null());
+	if (sb->net) {
+		const struct net_policy *p = net_sandbox_policy(sb->net);
+		json_t *net = net_policy_to_json(p, 0);
+		json_object_set_new(o, "allowInternetAccess", p->internet_set ? json_boolean(p->internet) : json_null());
+		json_object_del(net, "allow_internet_access");
+		json_object_set_new(o, "network", net);
+	}
 	json_object_set_new(o, "lifecycle", json_pack("{s:b,s:s}", "autoResume", 0, "onTimeout", "kill"));
 	return o;
 }

@@ -64,7 +64,7 @@ static void create(http_req *req, const char *body, size_t len, int v2)
 	http_req_on_close(req, create_client_gone);
 	struct sbx_create_req cr = {
 		.template_ref = b.template_id, .metadata = b.metadata, .env_vars = b.env_vars,
-		.timeout_s = b.timeout_s, .secure = b.secure,
+		.timeout_s = b.timeout_s, .secure = b.secure, .network = b.network,
 	};
 	sbx_create(&cr, on_created, ctx); /* may call on_created before returning */
 	api_create_body_free(&b);

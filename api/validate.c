@@ -138,6 +138,20 @@ int api_parse_create(const char *body, size_t len, int v2, unsigned max_timeout_
 	if (check_string_map(root, "metadata", &out->metadata, err) < 0 ||
 	    check_string_map(root, "envVars", &out->env_vars, err) < 0)
 		goto out;
+	out->network = malloc(sizeof *out->network);
+	if (!out->network) {
+		cube_fail(err, 500, ENOMEM, "network policy");
+		goto out;
+	}
+	if (net_policy_parse(field(root, "allow_internet_access"), field(root, "network"), out->network, err) < 0) {
+		free(out->network);
+		out->network = NULL;
+		goto out;
+	}
+	if (!v2 && !out->secure && !out->network->public_traffic) {
+		cube_fail(err, 400, 0, "network.allowPublicTraffic=false requires secure=true");
+		goto out;
+	}
 	out->template_id = strdup(json_string_value(tpl));
 	if (!out->template_id) {
 		cube_fail(err, 500, ENOMEM, "copy templateID");
@@ -156,7 +170,22 @@ void api_create_body_free(struct api_create_body *b)
 	free(b->template_id);
 	json_decref(b->metadata);
 	json_decref(b->env_vars);
+	if (b->network) {
+		net_policy_free(b->network);
+		free(b->network);
+	}
 	memset(b, 0, sizeof *b);
+}
+
+int api_parse_network_update(const char *body, size_t len, struct net_policy *out, cube_err *err)
+{
+	json_t *root = load_object(body, len, 1, err);
+	if (!root)
+		return -1;
+	/* The update body has the fields of SandboxNetworkConfig at its top level. */
+	int rc = net_policy_parse(field(root, "allow_internet_access"), root, out, err);
+	json_decref(root);
+	return rc;
 }
 
 int api_parse_set_timeout(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, cube_err *err)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "common/error.h"
+#include "net/policy.h"
 
 #define API_V1_DEFAULT_TIMEOUT_S 15
 #define API_V2_DEFAULT_TIMEOUT_S 300
@@ -22,6 +23,7 @@ struct api_create_body {
 	json_t *env_vars;   /* object string->string, never NULL after success */
 	int timeout_s;
 	int secure;
+	struct net_policy *network; /* allow_internet_access + network, never NULL after success */
 };
 
 int api_parse_create(const char *body, size_t len, int v2, unsigned max_timeout_s, struct api_create_body *out,
@@ -34,6 +36,8 @@ int api_parse_set_timeout(const char *body, size_t len, unsigned max_timeout_s, 
 int api_parse_refresh(const char *body, size_t len, int *duration_s, cube_err *err);
 /* ConnectSandbox (v1: timeout required) / ConnectSandboxV2 (body optional, timeout default 300). */
 int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, cube_err *err);
+/* SandboxNetworkUpdateConfig (PUT /sandboxes/{id}/network): replace semantics, omitted = cleared. */
+int api_parse_network_update(const char *body, size_t len, struct net_policy *out, cube_err *err);
 /* AdminAPIKeyCreate {"name": non-empty string}. *name is malloc'd. */
 int api_parse_apikey_create(const char *body, size_t len, char **name, cube_err *err);
 

@@ -18,11 +18,12 @@
 #include "daemon/admission.h"
 #include "daemon/sandboxes.h"
 #include "image/template.h"
+#include "net/net.h"
 #include "proxy/proxy.h"
 #include "runtime/runtime.h"
 
 struct options {
-	const char *api, *proxy, *state_dir, *templates_dir, *envd, *domain;
+	const char *api, *proxy, *state_dir, *templates_dir, *envd, *domain, *net_pool, *dns_upstream;
 	int local_auth;
 	unsigned uid_base, uid_count, max_timeout_s, max_sandboxes;
 	unsigned long long max_upload_bytes;
@@ -50,6 +51,8 @@ static void usage(FILE *out)
 		"  --max-sandboxes N        node limit on sandboxes, pooled ones included; 0 = none (default 1000)\n"
 		"  --memory-reserve-mb N    refuse creates (429) while host MemAvailable is below N MiB\n"
 		"                           (default 5%% of RAM, at least 256; 0 = off)\n"
+		"  --net-pool CIDR          sandbox addresses, a /30 each (default " NET_DEFAULT_POOL ")\n"
+		"  --dns-upstream IP[:PORT] where the sandboxes' resolver forwards (default: /etc/resolv.conf)\n"
 		"  --log-level LEVEL        debug, info, warn or error (default info)\n"
 		"  --help, --version\n");
 }
@@ -64,6 +67,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"max-timeout", required_argument, 0, 'T'}, {"max-upload-bytes", required_argument, 0, 'U'},
 		{"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
 		{"max-sandboxes", required_argument, 0, 'M'}, {"memory-reserve-mb", required_argument, 0, 'R'},
+		{"net-pool", required_argument, 0, 'N'},      {"dns-upstream", required_argument, 0, 'D'},
 		{"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
 	};
 	*o = (struct options){
@@ -86,6 +90,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'U': o->max_upload_bytes = strtoull(optarg, NULL, 10); break;
 		case 'M': o->max_sandboxes = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': o->memory_reserve_mb = strtoll(optarg, NULL, 10); break;
+		case 'N': o->net_pool = optarg; break;
+		case 'D': o->dns_upstream = optarg; break;
 		case 'l':
 			if (!strcmp(optarg, "debug")) cube_log_set_level(CUBE_LOG_DEBUG);
 			else if (!strcmp(optarg, "warn")) cube_log_set_level(CUBE_LOG_WARN);
@@ -222,8 +228,13 @@ int main(int argc, char **argv)
 				 .reserve_mb = o.memory_reserve_mb >= 0 ? (unsigned long long)o.memory_reserve_mb
 									: default_reserve_mb()};
 	adm_init(&adc);
+	struct net_config nc = {.loop = loop, .state_dir = o.state_dir, .instance = instance, .pool = o.net_pool,
+				.dns_upstream = o.dns_upstream};
+	if (net_init(&nc, &err) < 0)
+		return die("network", &err);
 	struct sbx_config sc = {.loop = loop, .state_dir = o.state_dir, .instance = instance,
-				.max_timeout_s = o.max_timeout_s, .max_upload_bytes = o.max_upload_bytes};
+				.max_timeout_s = o.max_timeout_s, .max_upload_bytes = o.max_upload_bytes,
+				.uid_base = o.uid_base};
 	if (sbx_init(&sc, &err) < 0)
 		return die("state", &err);
 
@@ -259,6 +270,7 @@ int main(int argc, char **argv)
 	log_info("admission: at most %u sandboxes, memory reserve %llu MiB", adc.max_sandboxes, adc.reserve_mb);
 	uv_run(loop, UV_RUN_DEFAULT);
 	sbx_shutdown();
+	net_shutdown();
 	unlink(sock);
 	return 0;
 }

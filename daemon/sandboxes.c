@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "daemon/admission.h"
 #include "image/template.h"
+#include "net/net.h"
 #include "store/store.h"
 
 #define MAX_LOG_LINES 1000
@@ -287,6 +288,8 @@ static void retire(struct sandbox *sb, const char *why)
 	sb->state = SBX_KILLING;
 	stop_exit_watch(sb);
 	envd_log_detach(sb);
+	net_sandbox_destroy(sb->net);
+	sb->net = NULL;
 	sbx_log(sb, "info", "sandbox %s", why);
 	cube_err err;
 	if (store_sandbox_delete(sb->id, &err) < 0)
@@ -379,12 +382,17 @@ struct create_work {
 	cube_err err;
 	int rc;
 	uint64_t t0;
+	struct net_policy network;
 };
 
 static void create_in_worker(uv_work_t *w)
 {
 	struct create_work *cw = (struct create_work *)w;
-	cw->rc = rt_start(&cw->spec, &cw->sb->rt, &cw->err);
+	struct sandbox *sb = cw->sb;
+	cw->rc = rt_start(&cw->spec, &sb->rt, &cw->err);
+	if (cw->rc == 0 && (cw->rc = net_sandbox_create(sb->id, sb->rt.netns_fd, sb->rt.pid, S.cfg.uid_base,
+							&cw->network, &sb->net, &cw->err)) < 0)
+		rt_kill(sb->id, &sb->rt, NULL);
 }
 
 static void create_done(uv_work_t *w, int status)
@@ -404,6 +412,8 @@ static void create_done(uv_work_t *w, int status)
 		sandbox_unref(sb);
 	} else {
 		sb->state = SBX_RUNNING;
+		snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
+		net_sandbox_activate(sb->net);
 		persist(sb);
 		watch_exit(sb);
 		if (cw->log_rfd >= 0)
@@ -414,6 +424,7 @@ static void create_done(uv_work_t *w, int status)
 				"source=\"cold\"", (double)(uv_hrtime() - cw->t0) / 1e9);
 		cw->cb(sb, NULL, cw->arg);
 	}
+	net_policy_free(&cw->network);
 	free(cw->envd_config);
 	free(cw);
 }
@@ -488,6 +499,10 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	cw->envd_config = json_dumps(conf, JSON_COMPACT);
 	json_decref(conf);
+	if (req->network)
+		net_policy_copy(&cw->network, req->network);
+	else
+		net_policy_default(&cw->network);
 	cw->sb = sb;
 	cw->cb = cb;
 	cw->arg = arg;
@@ -557,7 +572,10 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 	sb->cpu_count = s->cpu_count;
 	sb->memory_mb = s->memory_mb;
 	sb->disk_mb = s->disk_mb;
-	if (s->end_ms <= cube_now_ms() || rt_adopt(s->id, s->pid, s->start_time, &sb->rt, &err) < 0) {
+	if (s->end_ms <= cube_now_ms() || rt_adopt(s->id, s->pid, s->start_time, &sb->rt, &err) < 0 ||
+	    net_sandbox_adopt(s->id, &sb->net, &err) < 0) {
+		if (sb->rt.pid > 0)
+			rt_kill(s->id, &sb->rt, NULL); /* alive but its network is lost: do not keep it half-working */
 		log_info("sandbox %s did not survive the restart (%s); reclaiming it",
 			 s->id, err.msg[0] ? err.msg : "expired");
 		log_entry(sb, "info", "sandbox killed: it did not survive a restart of cubed", 1);
@@ -566,6 +584,8 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 		return;
 	}
 	sb->state = SBX_RUNNING;
+	snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
+	net_sandbox_activate(sb->net);
 	table_add(sb);
 	adm_force(sb->memory_mb);
 	watch_exit(sb);
@@ -589,11 +609,18 @@ int sbx_init(const struct sbx_config *cfg, cube_err *err)
 	if (store_sandbox_load_all(adopt_one, &ctx, err) < 0)
 		return cube_wrap(err, "load sandboxes");
 	int reclaimed = rt_reclaim((const char *const *)ctx.live, ctx.nlive, err);
-	free(ctx.live);
-	if (reclaimed < 0)
+	if (reclaimed < 0) {
+		free(ctx.live);
 		return cube_wrap(err, "reclaim leftovers");
+	}
 	if (reclaimed > 0)
 		log_info("reclaimed %d leftover sandbox(es) from an earlier run", reclaimed);
+	int links = net_reclaim((const char *const *)ctx.live, ctx.nlive, err);
+	free(ctx.live);
+	if (links < 0)
+		return cube_wrap(err, "reclaim network leftovers");
+	if (links > 0)
+		log_info("reclaimed %d leftover sandbox link(s) from an earlier run", links);
 	uv_timer_init(cfg->loop, &S.expiry);
 	uv_timer_start(&S.expiry, on_expiry_tick, EXPIRY_TICK_MS, EXPIRY_TICK_MS);
 	return 0;

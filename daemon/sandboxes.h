@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "common/error.h"
+#include "net/policy.h"
 #include "runtime/runtime.h"
 
 #define SBX_CLIENT_ID "6532622b"
@@ -21,6 +22,8 @@ struct sandbox {
 	json_t *metadata;          /* object string->string, never NULL */
 	json_t *env_vars;          /* object string->string, never NULL */
 	char access_token[80];     /* "" when the sandbox is not secure */
+	char traffic_token[48];    /* "" unless network.allowPublicTraffic was false */
+	struct net_sbx *net;       /* its network (net/net.h); NULL only while starting */
 	long long started_ms, end_ms;
 	unsigned cpu_count, memory_mb, disk_mb;
 	enum sbx_state state;
@@ -38,6 +41,7 @@ struct sbx_create_req {
 	json_t *env_vars;          /* borrowed; may be NULL */
 	int timeout_s;             /* time to live from now */
 	int secure;                /* issue an envd access token */
+	const struct net_policy *network; /* egress policy (copied); NULL = the default */
 };
 
 typedef void (*sbx_create_cb)(struct sandbox *sb, const cube_err *err, void *arg);
@@ -48,6 +52,7 @@ struct sbx_config {
 	const char *instance;
 	unsigned max_timeout_s;    /* longest allowed TTL */
 	unsigned long long max_upload_bytes; /* envd upload limit */
+	unsigned uid_base;         /* host uid of sandbox root (owner of files cubed writes into it) */
 };
 
 int sbx_init(const struct sbx_config *cfg, cube_err *err);   /* opens the store, adopts live sandboxes, reclaims the rest */

@@ -70,6 +70,16 @@ void proxy_handle(http_req *req)
 		proxy_reply_not_found(req, route.sandbox_id);
 		return;
 	}
+	/* allowPublicTraffic=false: every port but envd's needs the sandbox's traffic token (§2.5). */
+	if (sb->traffic_token[0] && route.port != SBX_ENVD_PORT) {
+		const char *tok = http_req_header(req, "E2B-Traffic-Access-Token");
+		if (!tok || strcmp(tok, sb->traffic_token) != 0) {
+			reply_json(req, 403, json_pack("{s:s,s:s,s:i}", "sandboxId", route.sandbox_id, "message",
+						       "Sandbox is secured with traffic access token. Provide a valid "
+						       "token in the e2b-traffic-access-token header.", "code", 403));
+			return;
+		}
+	}
 	int fd = sbx_socket(sb, &err);
 	if (fd < 0) {
 		log_debug("proxy: %s: %s", route.sandbox_id, err.msg);

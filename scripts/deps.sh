@@ -10,12 +10,16 @@ PACKAGES=(
 	# libraries (static archives of libuv/http-parser/jansson are used for the static cube-envd)
 	libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libseccomp-dev libcap-dev
 	libssl-dev libcurl4-openssl-dev zlib1g-dev
+	# sandbox networking: netlink (veth, addresses), nftables (NAT), eBPF egress policy, DNS wire format
+	libmnl-dev libnftables-dev libbpf-dev libldns-dev
 	# unit tests
 	libcmocka-dev
 	# the default template and the runtime's host-side tools
 	debootstrap busybox-static iproute2 procps util-linux
 	# scripts and end-to-end tests
 	ca-certificates curl python3
+	# the network-policy tests' fake internet (authoritative DNS) and the network benchmark
+	dnsmasq-base iperf3
 )
 
 log() { printf '[deps] %s\n' "$*"; }

@@ -1,0 +1,151 @@
+// Sandbox networking and egress policy against a fake internet (fakenet.mjs): the default policy,
+// allow_internet_access=false with domain rules on any port, allowOut > denyOut > default for TCP and
+// UDP, runtime updates, the traffic access token, and that kill leaves no links behind.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { before, after } from 'node:test';
+import { useCubed, forEachSdk, ctest, api, dataRequest, waitFor, loadSdk } from './harness.mjs';
+import { FakeInternet, ADDR, PORTS, hostListener, probe } from './fakenet.mjs';
+
+const inet = new FakeInternet();
+let hostSrv;
+before(async () => { await inet.start(); hostSrv = await hostListener(); }, { timeout: 60_000 });
+after(async () => { hostSrv?.close(); await inet.stop(); }, { timeout: 60_000 });
+const c = useCubed({ extraArgs: inet.cubedArgs() });
+
+const ok = (r, k) => assert.ok(r[k]?.ok, `${k} should be reachable, got ${JSON.stringify(r[k])}`);
+const blocked = (r, k) => assert.ok(r[k] && !r[k].ok, `${k} should be blocked, got ${JSON.stringify(r[k])}`);
+const served = (r, k, addr) => assert.equal(JSON.parse(r[k].body).server, addr, `${k} answered by the wrong server`);
+
+async function netInfo(id) {
+  const r = await api(c, 'GET', `/sandboxes/${id}/network`);
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+function instanceLinks() {
+  const inst = fs.readFileSync(path.join(c.stateDir, 'instance-id'), 'utf8').trim();
+  return fs.readdirSync('/sys/class/net').filter((n) => n.startsWith(`cb${inst.slice(0, 6)}`));
+}
+
+forEachSdk(c, 'default policy: internet and DNS yes; metadata, private ranges, the host and other sandboxes no',
+  { timeout: 180_000 }, async ({ create }) => {
+    const a = await create();
+    const b = await create();
+    await b.commands.run('python3 -m http.server 8080 --bind 0.0.0.0', { background: true, timeoutMs: 0 });
+    const [na, nb] = [await netInfo(a.sandboxId), await netInfo(b.sandboxId)];
+    assert.notEqual(na.address, nb.address);
+    assert.match((await a.commands.run('cat /etc/resolv.conf')).stdout, new RegExp(`nameserver ${na.gateway.replace(/\./g, '\\.')}`));
+    // b's own server is up (so a failure below is the policy, not a missing server).
+    const self = await waitFor(async () => (await probe(b, { self: ['tcp', nb.address, 8080] })).self.ok, 10_000, 300);
+    assert.ok(self, 'the http.server in b never came up');
+    const port = hostSrv.address().port;
+    const r = await probe(a, {
+      web: ['tcp', ADDR.web, PORTS.http], odd: ['tcp', ADDR.api, PORTS.odd], udp: ['udp', ADDR.web, PORTS.udp],
+      byName: ['tcp', 'api.example.test', PORTS.http],
+      metadata: ['tcp', ADDR.metadata, PORTS.http], private: ['tcp', ADDR.private, PORTS.http],
+      privateUdp: ['udp', ADDR.private, PORTS.udp], metadataUdp: ['udp', ADDR.metadata, PORTS.udp],
+      hostGw: ['tcp', na.gateway, port], hostUplink: ['tcp', '192.0.2.1', port], hostApi: ['tcp', na.gateway, c.apiPort],
+      sandbox: ['tcp', nb.address, 8080],
+    });
+    ok(r, 'web'); served(r, 'web', ADDR.web);
+    ok(r, 'odd'); ok(r, 'udp'); ok(r, 'byName'); served(r, 'byName', ADDR.api);
+    for (const k of ['metadata', 'private', 'privateUdp', 'metadataUdp', 'hostGw', 'hostUplink', 'hostApi', 'sandbox']) blocked(r, k);
+  });
+
+forEachSdk(c, 'allow_internet_access=false with allowOut "*.example.test": only those names, on any port',
+  { timeout: 180_000 }, async ({ create }) => {
+    const sbx = await create({ allowInternetAccess: false, network: { allowOut: ['*.example.test'] } });
+    const r = await probe(sbx, {
+      api80: ['tcp', 'api.example.test', PORTS.http], apiOdd: ['tcp', 'api.example.test', PORTS.odd],
+      apiUdp: ['udp', 'api.example.test', PORTS.udp],
+      other: ['tcp', 'other.test', PORTS.http], apex: ['tcp', 'example.test', PORTS.http],
+      byIp: ['tcp', ADDR.other, PORTS.http],
+    });
+    ok(r, 'api80'); served(r, 'api80', ADDR.api); ok(r, 'apiOdd'); ok(r, 'apiUdp');
+    for (const k of ['other', 'apex', 'byIp']) blocked(r, k);
+    const info = await sbx.getInfo();
+    assert.equal(info.allowInternetAccess, false);
+    const n = await netInfo(sbx.sandboxId);
+    assert.deepEqual(n.allowOut, ['*.example.test']);
+    assert.ok(n.learnedAddresses >= 1, `no learned address: ${JSON.stringify(n)}`);
+  });
+
+forEachSdk(c, 'allowOut beats denyOut, denyOut beats the default; an explicit allow opens the metadata address',
+  { timeout: 180_000 }, async ({ create }) => {
+    const sbx = await create({ network: {
+      allowOut: [ADDR.api, `${ADDR.metadata}/32`], denyOut: ['203.0.113.0/24', ADDR.other],
+    } });
+    const r = await probe(sbx, {
+      api: ['tcp', ADDR.api, PORTS.http], apiUdp: ['udp', ADDR.api, PORTS.udp],
+      web: ['tcp', ADDR.web, PORTS.http], webUdp: ['udp', ADDR.web, PORTS.udp],
+      other: ['tcp', ADDR.other, PORTS.odd], metadata: ['tcp', ADDR.metadata, PORTS.http],
+      private: ['tcp', ADDR.private, PORTS.http],
+    });
+    ok(r, 'api'); ok(r, 'apiUdp'); ok(r, 'metadata'); served(r, 'metadata', ADDR.metadata);
+    for (const k of ['web', 'webUdp', 'other', 'private']) blocked(r, k);
+  });
+
+forEachSdk(c, 'PUT /network flips access for a sandbox whose processes keep running', { timeout: 180_000 },
+  async ({ create }) => {
+    const sbx = await create();
+    const bg = await sbx.commands.run('sleep 600', { background: true, timeoutMs: 0 });
+    ok(await probe(sbx, { web: ['tcp', ADDR.web, PORTS.http] }), 'web');
+    await sbx.updateNetwork({ denyOut: [ADDR.web] });
+    let r = await probe(sbx, { web: ['tcp', ADDR.web, PORTS.http], api: ['tcp', ADDR.api, PORTS.http] });
+    blocked(r, 'web'); ok(r, 'api');
+    await sbx.updateNetwork({ allowInternetAccess: false, allowOut: [ADDR.web] });
+    r = await probe(sbx, { web: ['tcp', ADDR.web, PORTS.http], api: ['tcp', ADDR.api, PORTS.http] });
+    ok(r, 'web'); blocked(r, 'api');
+    await sbx.updateNetwork({});   // replace semantics: back to the default
+    r = await probe(sbx, { web: ['tcp', ADDR.web, PORTS.http], api: ['tcp', ADDR.api, PORTS.http] });
+    ok(r, 'web'); ok(r, 'api');
+    assert.ok((await sbx.commands.list()).some((p) => p.pid === bg.pid), 'the background process did not survive');
+  });
+
+ctest(c, 'network update errors: 400 for bad entries, 404 for unknown sandboxes', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create(c.sdkOpts);
+  try {
+    for (const body of [{ denyOut: ['example.com'] }, { allowOut: ['10.0.0.0/33'] }, { allowOut: 'x' },
+      { allow_internet_access: 'yes' }]) {
+      const r = await api(c, 'PUT', `/sandboxes/${sbx.sandboxId}/network`, { body });
+      assert.equal(r.status, 400, `${JSON.stringify(body)} -> ${r.status} ${r.text}`);
+      assert.equal(r.json.code, 400);
+    }
+    assert.equal((await api(c, 'PUT', '/sandboxes/inope/network', { body: {} })).status, 404);
+    await assert.rejects(Sandbox.create({ ...c.sdkOpts, network: { denyOut: ['*.example.test'] } }), /denyOut/);
+  } finally {
+    await sbx.kill();
+  }
+});
+
+forEachSdk(c, 'allowPublicTraffic=false: the proxy wants the traffic access token on non-envd ports',
+  async ({ create }) => {
+    const sbx = await create({ network: { allowPublicTraffic: false } });
+    assert.match(sbx.trafficAccessToken ?? '', /^[0-9a-f]{40}$/);
+    await sbx.commands.run('python3 -m http.server 8080', { background: true, timeoutMs: 0 });
+    const token = sbx.trafficAccessToken;
+    const up = await waitFor(async () => (await dataRequest(c, { sandboxId: sbx.sandboxId, port: 8080,
+      headers: { 'e2b-traffic-access-token': token } })).status === 200, 15_000, 200);
+    assert.ok(up, 'the server never answered with the token');
+    const none = await dataRequest(c, { sandboxId: sbx.sandboxId, port: 8080 });
+    assert.equal(none.status, 403);
+    assert.equal(none.json.code, 403);
+    const wrong = await dataRequest(c, { sandboxId: sbx.sandboxId, port: 8080, headers: { 'e2b-traffic-access-token': 'x' } });
+    assert.equal(wrong.status, 403);
+    // envd's own port relies on the envd access token instead.
+    assert.equal((await dataRequest(c, { sandboxId: sbx.sandboxId, port: 49983, path: '/health' })).status, 204);
+    assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n');
+  });
+
+ctest(c, 'kill removes every link of the sandbox', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const before = instanceLinks().length;
+  const s = await Sandbox.create({ ...c.sdkOpts, network: { denyOut: [ADDR.web] } });
+  assert.equal(instanceLinks().length, before + 1);
+  await s.kill();
+  assert.ok(await waitFor(() => instanceLinks().length === before, 5_000), `links left: ${instanceLinks()}`);
+});
