@@ -54,5 +54,6 @@ int cmd_list(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_info(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cubebox(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_apikey(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_sandbox(const struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{"info", cmd_info, "show one sandbox with its current metrics"},
 	{"cubebox", cmd_cubebox, "cubebox destroy|rm ID...: kill sandboxes"},
 	{"apikey", cmd_apikey, "apikey create|list|delete: manage API keys (admin socket only)"},
+	{"sandbox", cmd_sandbox, "sandbox network get|set ID: show or replace a sandbox's egress policy"},
 };
 
 static void usage(FILE *out)

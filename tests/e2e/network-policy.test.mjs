@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, after } from 'node:test';
-import { useCubed, forEachSdk, ctest, api, dataRequest, waitFor, loadSdk } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, api, dataRequest, waitFor, loadSdk, run, bin } from './harness.mjs';
 import { FakeInternet, ADDR, PORTS, hostListener, probe } from './fakenet.mjs';
 
 const inet = new FakeInternet();
@@ -104,6 +104,29 @@ forEachSdk(c, 'PUT /network flips access for a sandbox whose processes keep runn
     ok(r, 'web'); ok(r, 'api');
     assert.ok((await sbx.commands.list()).some((p) => p.pid === bg.pid), 'the background process did not survive');
   });
+
+ctest(c, 'cubemastercli sandbox network get|set', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create(c.sdkOpts);
+  try {
+    const cli = (...args) => run(bin.cli, ['--socket', c.socket, 'sandbox', 'network', ...args]);
+    let r = await cli('set', sbx.sandboxId, '--deny-out', ADDR.web, '--allow-out', 'api.example.test');
+    assert.equal(r.code, 0, r.stderr);
+    blocked(await probe(sbx, { web: ['tcp', ADDR.web, PORTS.http] }), 'web');
+    r = await cli('get', sbx.sandboxId, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.deepEqual([j.allowOut, j.denyOut, j.allow_internet_access], [['api.example.test'], [ADDR.web], true]);
+    r = await cli('get', sbx.sandboxId);
+    assert.match(r.stdout, /deny out\s+203\.0\.113\.11/);
+    r = await cli('set', sbx.sandboxId, '--deny-out', 'example.com');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /400/);
+    assert.equal((await cli('get', 'inope')).code, 1);
+  } finally {
+    await sbx.kill();
+  }
+});
 
 ctest(c, 'network update errors: 400 for bad entries, 404 for unknown sandboxes', async () => {
   const { Sandbox } = await loadSdk('e2b-2.51');
