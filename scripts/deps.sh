@@ -12,6 +12,8 @@ PACKAGES=(
 	libssl-dev libcurl4-openssl-dev zlib1g-dev
 	# sandbox networking: netlink (veth, addresses), nftables (NAT), eBPF egress policy, DNS wire format
 	libmnl-dev libnftables-dev libbpf-dev libldns-dev
+	# cube-interp (the code interpreter, built here, runs in the code-interpreter template)
+	libzmq3-dev
 	# unit tests
 	libcmocka-dev
 	# the default template and the runtime's host-side tools
