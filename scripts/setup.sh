@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# README command #1: installs the dependencies, builds, prepares the default template `base` and starts
+# README command #1: installs the dependencies, builds, prepares the templates `base` and `code-interpreter`, starts
 # cubed in the background (API :3000, proxy :3001), then prints the variables the E2B SDK needs.
 # Idempotent: a running cubed built from the current binary is kept; otherwise it is (re)started.
 # Environment: CUBE_STATE_DIR (/var/lib/cubesandbox), CUBE_API (0.0.0.0:3000), CUBE_PROXY (0.0.0.0:3001),
-# CUBE_LOG (/var/log/cubesandbox.log).
+# CUBE_LOG (/var/log/cubesandbox.log), CUBE_SKIP_INTERP=1 (no code-interpreter template).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -26,6 +26,8 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 bash scripts/deps.sh
 bash scripts/build.sh
 bash scripts/build-base-template.sh "$TEMPLATES_DIR"
+# The code interpreter (@e2b/code-interpreter's default template); CUBE_SKIP_INTERP=1 skips it.
+[ "${CUBE_SKIP_INTERP:-}" = 1 ] || bash scripts/build-code-interpreter-template.sh "$TEMPLATES_DIR"
 
 for b in cubed cube-envd cubemastercli; do
 	[ -x "$BUILD/$b" ] || die "$BUILD/$b was not built (see the build output above)"

@@ -35,6 +35,10 @@ mkdir -p "$LOG_DIR"
 
 say "test template 'base' in $TEMPLATES_DIR"
 bash scripts/build-base-template.sh "$TEMPLATES_DIR"
+if [ "${CUBE_SKIP_E2E:-}" != 1 ]; then
+	say "test template 'code-interpreter' in $TEMPLATES_DIR"
+	bash scripts/build-code-interpreter-template.sh "$TEMPLATES_DIR"
+fi
 
 # run_meson_tests NAME BUILD_DIR: meson's own summary gives the counts.
 run_meson_tests() {
