@@ -1,7 +1,8 @@
 /* JavaScript and bash contexts: a node process running driver.js per context. Requests go to its
  * stdin as JSON lines; its stdout carries frames ("\x1e<json>\n") between the code's own output,
- * which becomes stdout lines, and its stderr becomes stderr lines. end_of_execution is applied a
- * moment later so output written just before it (possibly on the other pipe) is read first. */
+ * which becomes stdout lines, and its stderr becomes stderr lines. At the end of an execution the
+ * driver writes an empty frame on stderr, then end_of_execution on stdout: the execution ends once
+ * both arrived, so no output written before the end is lost to the race between the two pipes. */
 #include "interp/interp.h"
 
 #include "common/log.h"
@@ -11,7 +12,7 @@
 #include <string.h>
 
 #define FRAME_MARK '\x1e'
-#define END_SETTLE_MS 15
+#define END_SETTLE_MS 500   /* only if the stderr mark never comes */
 #define MAX_FRAME (64u << 20)
 
 const char *driver_script = "/opt/cube-interp/driver.js";
@@ -32,6 +33,7 @@ struct driver {
 	struct stream out, err;
 	uv_timer_t settle;
 	int alive, stopping, handles, busy;
+	int end_seen, err_mark;
 };
 
 static void emit_text(struct driver *d, struct stream *s, const char *p, size_t n)
@@ -71,16 +73,27 @@ static void emit_text(struct driver *d, struct stream *s, const char *p, size_t 
 	free(buf);
 }
 
-static void on_settled(uv_timer_t *t)
+static void finish(struct driver *d)
 {
-	struct driver *d = t->data;
-	d->busy = 0;
+	uv_timer_stop(&d->settle);
+	d->busy = d->end_seen = d->err_mark = 0;
 	if (d->c)
 		ctx_exec_done(d->c);
 }
 
-static void on_frame(struct driver *d, const char *text, size_t len)
+static void on_settled(uv_timer_t *t)
 {
+	finish(t->data);
+}
+
+static void on_frame(struct driver *d, struct stream *s, const char *text, size_t len)
+{
+	if (s->is_err) { /* the end mark on stderr */
+		d->err_mark = 1;
+		if (d->end_seen)
+			finish(d);
+		return;
+	}
 	json_t *f = json_loadb(text, len, 0, NULL);
 	const char *type = json_string_value(json_object_get(f, "type"));
 	if (!type || !d->c) {
@@ -93,7 +106,11 @@ static void on_frame(struct driver *d, const char *text, size_t len)
 		ctx_engine_ready(d->c);
 	} else if (!strcmp(type, "end_of_execution")) {
 		json_decref(f);
-		uv_timer_start(&d->settle, on_settled, END_SETTLE_MS, 0);
+		d->end_seen = 1;
+		if (d->err_mark)
+			finish(d);
+		else
+			uv_timer_start(&d->settle, on_settled, END_SETTLE_MS, 0);
 	} else if (d->busy) {
 		ctx_emit(d->c, f);
 	} else {
@@ -145,12 +162,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 				size_t flen = s->flen;
 				s->frame = NULL;
 				s->flen = s->fcap = 0;
-				on_frame(d, f, flen);
+				on_frame(d, s, f, flen);
 				free(f);
 			}
 			continue;
 		}
-		const char *mark = s->is_err ? NULL : memchr(p, FRAME_MARK, (size_t)(end - p));
+		const char *mark = memchr(p, FRAME_MARK, (size_t)(end - p));
 		emit_text(d, s, p, (size_t)((mark ? mark : end) - p));
 		if (!mark)
 			break;
@@ -258,6 +275,7 @@ void driver_execute(struct ictx *c, const char *code, json_t *env_vars)
 	buf[len] = '\n';
 	buf[len + 1] = '\0';
 	d->busy = 1;
+	d->end_seen = d->err_mark = 0;
 	d->out.npend = d->err.npend = 0;
 	w->data = buf;
 	uv_buf_t b = uv_buf_init(buf, (unsigned)(len + 1));

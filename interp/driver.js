@@ -1,7 +1,8 @@
 // cube-interp's driver for JavaScript and bash contexts (see interp/driver.c): one process per context.
 // Requests arrive on stdin, one JSON object per line: {"code": "...", "env_vars": {...}}.
 // Replies go to stdout as frames "\x1e<json>\n" (number_of_executions, result, error,
-// end_of_execution, ready); everything else on stdout/stderr is the code's own output.
+// end_of_execution, ready); everything else on stdout/stderr is the code's own output. Each
+// execution ends with "\x1e\n" on stderr, then end_of_execution on stdout.
 // SIGINT interrupts the running execution; the context stays usable.
 'use strict';
 const vm = require('vm');
@@ -156,6 +157,7 @@ async function pump() {
       interrupt = null;
       restoreEnv();
     }
+    fs.writeSync(2, '\x1e\n'); // end mark on stderr first: nothing written before it can follow it
     frame({ type: 'end_of_execution' });
   }
   busy = false;

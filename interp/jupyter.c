@@ -98,6 +98,25 @@ static void iso_now(char *buf, size_t len)
 
 static void drain(struct kernel *k);
 
+/* Run once in every kernel: pandas DataFrames also display as e2b/data (the columns as lists, like
+ * E2B's server), which the SDK exposes as Result.data. Lazy: pandas is imported only by the user. */
+static const char kernel_setup[] =
+	"def _cube_setup():\n"
+	"    import json\n"
+	"    from IPython import get_ipython\n"
+	"    from IPython.core.formatters import BaseFormatter\n"
+	"    class E2BDataFormatter(BaseFormatter):\n"
+	"        format_type = 'e2b/data'\n"
+	"        print_method = '_repr_e2b_data_'\n"
+	"        _return_type = (dict,)\n"
+	"    ip = get_ipython()\n"
+	"    f = E2BDataFormatter(parent=ip.display_formatter)\n"
+	"    ip.display_formatter.formatters['e2b/data'] = f\n"
+	"    f.for_type_by_name('pandas.core.frame', 'DataFrame',\n"
+	"        lambda df: json.loads(json.dumps(df.to_dict(orient='list'), default=str)))\n"
+	"_cube_setup()\n"
+	"del _cube_setup\n";
+
 /* Send one message on the shell channel; msg_id_out (37 bytes) receives its id. */
 static int send_shell(struct kernel *k, const char *msg_type, json_t *content, char *msg_id_out)
 {
@@ -226,6 +245,15 @@ static json_t *result_line(json_t *data, int main_result)
 				free(clean);
 			}
 			continue;
+		}
+		if (field && !strcmp(field, "text") && json_is_string(v)) {
+			/* as E2B's server does: one pair of surrounding quotes of a str repr goes */
+			const char *t = json_string_value(v);
+			size_t n = json_string_length(v);
+			if (n >= 2 && (t[0] == '\'' || t[0] == '"') && t[n - 1] == t[0]) {
+				json_object_set_new(line, "text", json_stringn(t + 1, n - 2));
+				continue;
+			}
 		}
 		json_object_set(field ? line : extra, field ? field : mime, v);
 	}
@@ -366,6 +394,11 @@ static void drain(struct kernel *k)
 	struct ictx *c = k->c;
 	if (!c->ready && k->info_ok && k->iopub_ok) {
 		log_info("interp: context %s (%s) ready", c->id, c->language);
+		/* queued ahead of any user cell on the same channel */
+		send_shell(k, "execute_request",
+			   json_pack("{s:s,s:b,s:b,s:{},s:b,s:b}", "code", kernel_setup, "silent", 1, "store_history", 0,
+				     "user_expressions", "allow_stdin", 0, "stop_on_error", 0),
+			   NULL);
 		ctx_engine_ready(c);
 	}
 }
