@@ -69,6 +69,14 @@ void api_route_label(http_req *req, char *buf, size_t len);
 void api_logs_v1(http_req *req, const char *id);
 void api_logs_v2(http_req *req, const char *id);
 
+void api_templates_list(http_req *req, const char *id);
+void api_template_get(http_req *req, const char *id);
+void api_template_alias(http_req *req, const char *id);
+void api_template_delete(http_req *req, const char *id);
+void api_template_job_create(http_req *req, const char *id);
+void api_template_jobs(http_req *req, const char *id);
+void api_template_job_get(http_req *req, const char *id);
+
 void api_apikey_create(http_req *req, const char *id);
 void api_apikey_list(http_req *req, const char *id);
 void api_apikey_delete(http_req *req, const char *id);

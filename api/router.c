@@ -16,6 +16,7 @@ enum route_flags {
 	ROUTE_NO_AUTH = 1,    /* /health */
 	ROUTE_ADMIN_ONLY = 2, /* only on the admin unix socket */
 	ROUTE_KEY_ID = 4,     /* {id} is an API key id, not a sandbox id */
+	ROUTE_NAME_ID = 8,    /* {id} is a template id, alias or name:tag, or a job id */
 };
 
 struct route {
@@ -61,6 +62,13 @@ static const struct route routes[] = {
 	{"GET", "/sandboxes/{id}/network", api_network_get, 0},
 	{"POST", "/sandboxes/{id}/snapshots", api_not_supported_for_sandbox, 0},
 	{"POST", "/sandboxes/{id}/fork", api_not_supported_for_sandbox, 0},
+	{"GET", "/templates", api_templates_list, 0},
+	{"POST", "/templates/jobs", api_template_job_create, 0},
+	{"GET", "/templates/jobs", api_template_jobs, 0},
+	{"GET", "/templates/jobs/{id}", api_template_job_get, ROUTE_NAME_ID},
+	{"GET", "/templates/aliases/{id}", api_template_alias, ROUTE_NAME_ID},
+	{"GET", "/templates/{id}", api_template_get, ROUTE_NAME_ID},
+	{"DELETE", "/templates/{id}", api_template_delete, ROUTE_NAME_ID},
 	{"POST", "/admin/apikeys", api_apikey_create, ROUTE_ADMIN_ONLY},
 	{"GET", "/admin/apikeys", api_apikey_list, ROUTE_ADMIN_ONLY},
 	{"DELETE", "/admin/apikeys/{id}", api_apikey_delete, ROUTE_ADMIN_ONLY | ROUTE_KEY_ID},
@@ -164,7 +172,13 @@ void api_handle(http_req *req, int admin)
 		http_resp_error(req, 404, "no route for %s %s", method, path);
 		return;
 	}
-	if (rid) {
+	if (rid && (found->flags & ROUTE_NAME_ID)) {
+		size_t n = strspn(rid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-");
+		if (n == 0 || rid[n] != '\0' || n > 64 + 1 + 128) {
+			http_resp_error(req, 400, "Invalid template ID");
+			return;
+		}
+	} else if (rid) {
 		cube_err err = {0};
 		if (api_sandbox_id(rid, id, sizeof id, &err) < 0) {
 			http_resp_error(req, 400, "%s", (found->flags & ROUTE_KEY_ID) ? "Invalid API key ID" : err.msg);

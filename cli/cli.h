@@ -55,5 +55,6 @@ int cmd_info(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cubebox(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_apikey(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_tpl(const struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{"cubebox", cmd_cubebox, "cubebox destroy|rm ID...: kill sandboxes"},
 	{"apikey", cmd_apikey, "apikey create|list|delete: manage API keys (admin socket only)"},
 	{"sandbox", cmd_sandbox, "sandbox network get|set ID: show or replace a sandbox's egress policy"},
+	{"tpl", cmd_tpl, "tpl create-from-image|watch|list|info|delete: templates from OCI images"},
 };
 
 static void usage(FILE *out)

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "daemon/admission.h"
 #include "daemon/sandboxes.h"
+#include "daemon/templates.h"
 #include "image/template.h"
 #include "net/net.h"
 #include "proxy/proxy.h"
@@ -237,6 +238,10 @@ int main(int argc, char **argv)
 				.uid_base = o.uid_base};
 	if (sbx_init(&sc, &err) < 0)
 		return die("state", &err);
+	struct tjobs_config tc = {.loop = loop, .state_dir = o.state_dir, .templates_dir = templates,
+				  .uid_base = o.uid_base, .uid_count = o.uid_count};
+	if (tjobs_init(&tc, &err) < 0)
+		return die("template jobs", &err);
 
 	struct api_config ac = {.local_auth = o.local_auth, .domain = o.domain, .max_timeout_s = o.max_timeout_s};
 	api_init(&ac);
@@ -269,6 +274,7 @@ int main(int argc, char **argv)
 		 CUBE_VERSION, o.api, o.proxy, sock, o.state_dir, instance, templates, envd_path);
 	log_info("admission: at most %u sandboxes, memory reserve %llu MiB", adc.max_sandboxes, adc.reserve_mb);
 	uv_run(loop, UV_RUN_DEFAULT);
+	tjobs_shutdown();
 	sbx_shutdown();
 	net_shutdown();
 	unlink(sock);

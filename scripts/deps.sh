@@ -9,7 +9,7 @@ PACKAGES=(
 	build-essential meson ninja-build pkgconf clang
 	# libraries (static archives of libuv/http-parser/jansson are used for the static cube-envd)
 	libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libseccomp-dev libcap-dev
-	libssl-dev libcurl4-openssl-dev zlib1g-dev
+	libssl-dev libcurl4-openssl-dev zlib1g-dev libarchive-dev
 	# sandbox networking: netlink (veth, addresses), nftables (NAT), eBPF egress policy, DNS wire format
 	libmnl-dev libnftables-dev libbpf-dev libldns-dev
 	# cube-interp (the code interpreter, built here, runs in the code-interpreter template)
@@ -22,6 +22,8 @@ PACKAGES=(
 	ca-certificates curl python3
 	# the network-policy tests' fake internet (authoritative DNS) and the network benchmark
 	dnsmasq-base iperf3
+	# template tests: a real registry, image tools, htpasswd and a CA
+	docker-registry skopeo umoci apache2-utils openssl
 )
 
 log() { printf '[deps] %s\n' "$*"; }

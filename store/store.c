@@ -4,6 +4,7 @@
  * One connection, used from cubed's loop thread only. */
 #include "store/store.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
@@ -34,6 +35,8 @@ static const char *const migrations[] = {
 	"  seq INTEGER PRIMARY KEY AUTOINCREMENT, sandbox_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,"
 	"  level TEXT NOT NULL, message TEXT NOT NULL);"
 	"CREATE INDEX sandbox_logs_by_sandbox ON sandbox_logs (sandbox_id, ts_ms, seq);",
+	/* 1 -> 2: template build jobs, one JSON document each (daemon/templates.c) */
+	"CREATE TABLE template_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL, created_ms INTEGER NOT NULL);",
 };
 
 enum stmt_id {
@@ -49,6 +52,9 @@ enum stmt_id {
 	ST_LOG_APPEND,
 	ST_LOG_LIST,
 	ST_LOG_DELETE,
+	ST_JOB_PUT,
+	ST_JOB_ALL,
+	ST_JOB_DELETE,
 	ST_COUNT
 };
 
@@ -69,6 +75,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_LOG_LIST] = "SELECT ts_ms, level, message FROM sandbox_logs WHERE sandbox_id = ?1 AND ts_ms >= ?2"
 			" ORDER BY ts_ms, seq LIMIT ?3",
 	[ST_LOG_DELETE] = "DELETE FROM sandbox_logs WHERE sandbox_id = ?1",
+	[ST_JOB_PUT] = "INSERT OR REPLACE INTO template_jobs (id, doc, created_ms) VALUES (?1, ?2, ?3)",
+	[ST_JOB_ALL] = "SELECT doc FROM template_jobs ORDER BY created_ms, id",
+	[ST_JOB_DELETE] = "DELETE FROM template_jobs WHERE id = ?1",
 };
 
 static sqlite3 *db;
@@ -507,4 +516,45 @@ int store_log_delete(const char *sandbox_id, cube_err *err)
 		return db_fail(err, "delete log lines");
 	bind_text(s, 1, sandbox_id);
 	return exec_write(s, "delete log lines", err);
+}
+
+/* ---- template jobs ---- */
+
+int store_job_put(const char *id, json_t *doc, long long created_ms, cube_err *err)
+{
+	sqlite3_stmt *s = stmt(ST_JOB_PUT);
+	char *text = json_dumps(doc, JSON_COMPACT);
+	if (!s || !text) {
+		free(text);
+		return text ? db_fail(err, "save template job") : cube_fail(err, 500, ENOMEM, "save template job");
+	}
+	bind_text(s, 1, id);
+	sqlite3_bind_text(s, 2, text, -1, free);
+	sqlite3_bind_int64(s, 3, created_ms);
+	return exec_write(s, "save template job", err);
+}
+
+int store_job_load_all(void (*fn)(json_t *doc, void *arg), void *arg, cube_err *err)
+{
+	sqlite3_stmt *s = stmt(ST_JOB_ALL);
+	if (!s)
+		return db_fail(err, "load template jobs");
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		json_t *doc = json_loads((const char *)sqlite3_column_text(s, 0), 0, NULL);
+		if (doc)
+			fn(doc, arg);
+		json_decref(doc);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(err, "load template jobs");
+}
+
+int store_job_delete(const char *id, cube_err *err)
+{
+	sqlite3_stmt *s = stmt(ST_JOB_DELETE);
+	if (!s)
+		return db_fail(err, "delete template job");
+	bind_text(s, 1, id);
+	return exec_write(s, "delete template job", err);
 }

@@ -39,4 +39,10 @@ int store_log_append(const char *sandbox_id, long long ts_ms, const char *level,
 int store_log_list(const char *sandbox_id, long long since_ms, int limit, json_t **out, cube_err *err);
 int store_log_delete(const char *sandbox_id, cube_err *err);
 
+/* Template build jobs (daemon/templates.c), each one JSON document; load_all in creation order. The
+ * document is only borrowed by fn. */
+int store_job_put(const char *id, json_t *doc, long long created_ms, cube_err *err);
+int store_job_load_all(void (*fn)(json_t *doc, void *arg), void *arg, cube_err *err);
+int store_job_delete(const char *id, cube_err *err);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "daemon/templates.h"
 #include "image/template.h"
 
 struct fake_daemon fake;
@@ -171,4 +172,39 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	uv_timer_init(fake.loop, &p->timer);
 	p->timer.data = p;
 	uv_timer_start(&p->timer, finish_create, (uint64_t)fake.create_delay_ms, 0);
+}
+
+/* Template jobs (daemon/templates.c): the fake registry has "base" only and accepts no jobs. */
+json_t *tjobs_templates(void)
+{
+	return json_pack("[{s:s}]", "templateID", "base");
+}
+
+json_t *tjobs_template(const char *ref)
+{
+	return tpl_find(ref) ? json_pack("{s:s}", "templateID", "base") : NULL;
+}
+
+int tjobs_delete_template(const char *ref, int force, cube_err *err)
+{
+	(void)force;
+	return cube_fail(err, tpl_find(ref) ? 409 : 404, 0, "template '%s' cannot be deleted here", ref);
+}
+
+int tjobs_submit(json_t *req, json_t **job_out, cube_err *err)
+{
+	(void)req;
+	*job_out = NULL;
+	return cube_fail(err, 400, 0, "no template jobs in the fake daemon");
+}
+
+json_t *tjobs_get(const char *job_id)
+{
+	(void)job_id;
+	return NULL;
+}
+
+json_t *tjobs_list(void)
+{
+	return json_array();
 }

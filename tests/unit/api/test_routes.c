@@ -211,7 +211,17 @@ static void test_health_and_auth(void **state)
 	assert_error(api("GET", "/admin/apikeys", NULL), 404, NULL);
 	assert_error(api("GET", "/no/such/route", NULL), 404, NULL);
 	assert_error(api("PATCH", "/sandboxes/iabc", NULL), 405, NULL);
-	assert_error(api("GET", "/templates", NULL), 501, NULL);
+	assert_error(api("POST", "/v3/templates", "{}"), 501, NULL);
+	/* template routes: list, get by name or name:tag, bad ids, delete conflicts, jobs */
+	r = api("GET", "/templates", NULL);
+	assert_int_equal(r->status, 200);
+	assert_error(api("GET", "/templates/nope", NULL), 404, "nope");
+	assert_int_equal(api("GET", "/templates/base:latest", NULL)->status, 200);
+	assert_int_equal(api("GET", "/templates/aliases/base", NULL)->status, 200);
+	assert_error(api("GET", "/templates/a%2fb", NULL), 400, "Invalid template ID");
+	assert_error(api("DELETE", "/templates/base", NULL), 409, NULL);
+	assert_error(api("GET", "/templates/jobs/jx", NULL), 404, "jx");
+	assert_error(api("POST", "/templates/jobs", "{}"), 400, NULL);
 }
 
 static void test_create_v2_and_v1(void **state)
