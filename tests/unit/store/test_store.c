@@ -281,6 +281,36 @@ static void test_apikey_list_delete(void **state)
 
 /* ---- logs ---- */
 
+static void collect_job(json_t *doc, void *arg)
+{
+	json_array_append(arg, doc);
+}
+
+/* Template jobs: whole JSON documents, replaced on every phase change, loaded in creation order. */
+static void test_template_jobs(void **state)
+{
+	(void)state;
+	cube_err err = {0};
+	json_t *a = json_pack("{s:s,s:s}", "jobID", "ja", "phase", "PULLING");
+	json_t *b = json_pack("{s:s,s:s}", "jobID", "jb", "phase", "PENDING");
+	assert_int_equal(store_job_put("jb", b, 2000, &err), 0);
+	assert_int_equal(store_job_put("ja", a, 1000, &err), 0);
+	json_object_set_new(a, "phase", json_string("READY"));
+	assert_int_equal(store_job_put("ja", a, 1000, &err), 0);
+	json_t *got = json_array();
+	assert_int_equal(store_job_load_all(collect_job, got, &err), 0);
+	assert_int_equal(json_array_size(got), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "phase")), "READY");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(got, 1), "jobID")), "jb");
+	assert_int_equal(store_job_delete("jb", &err), 0);
+	json_array_clear(got);
+	assert_int_equal(store_job_load_all(collect_job, got, &err), 0);
+	assert_int_equal(json_array_size(got), 1);
+	json_decref(got);
+	json_decref(a);
+	json_decref(b);
+}
+
 static void test_logs(void **state)
 {
 	(void)state;
@@ -355,7 +385,8 @@ static void test_schema_version_and_wal(void **state)
 	sqlite3_stmt *s;
 	assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	assert_true(sqlite3_column_int(s, 0) >= 1);
+	int version = sqlite3_column_int(s, 0);
+	assert_true(version >= 1);
 	sqlite3_finalize(s);
 	assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
@@ -368,8 +399,10 @@ static void test_schema_version_and_wal(void **state)
 	assert_int_equal(store_open(db_path, &err), -1);
 	assert_non_null(strstr(err.msg, "newer"));
 	/* put it back for teardown */
+	char restore[64];
+	snprintf(restore, sizeof restore, "PRAGMA user_version = %d", version);
 	assert_int_equal(sqlite3_open(db_path, &raw), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, restore, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(raw);
 	assert_int_equal(store_open(db_path, &err), 0);
 }
@@ -398,6 +431,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_apikey_stored_hashed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apikey_list_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_template_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_version_and_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
