@@ -57,6 +57,12 @@ static void job_create_body(http_req *req, const char *id, const char *body, siz
 		http_resp_error(req, 400, "body is not JSON: %s", jerr.text);
 		return;
 	}
+	/* An archive is read from cubed's own disk as root: only root (the admin socket) may name one. */
+	if (json_object_get(doc, "archive") && http_req_peer_uid(req) < 0) {
+		json_decref(doc);
+		http_resp_error(req, 403, "\"archive\" is accepted on the admin socket only");
+		return;
+	}
 	json_t *job = NULL;
 	cube_err err = {0};
 	int rc = tjobs_submit(doc, &job, &err);

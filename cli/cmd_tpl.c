@@ -1,7 +1,9 @@
 /* Template commands: `tpl create-from-image` submits a build job (POST /templates/jobs) and, unless
  * detached, follows it like `tpl watch`: one line per phase, a progress line per layer while pulling;
  * `tpl list`, `tpl info ID`, `tpl delete ID [--force]`. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@ static void tpl_usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: cubemastercli tpl create-from-image --image REF --writable-layer-size SIZE [options]\n"
+		"       cubemastercli tpl create-from-archive PATH --writable-layer-size SIZE [options]\n"
 		"       cubemastercli tpl watch --job-id ID [--interval SECONDS]\n"
 		"       cubemastercli tpl list|ls\n"
 		"       cubemastercli tpl info ID|ALIAS\n"
@@ -152,8 +155,23 @@ static int read_auth_file(const char *path, json_t *req)
 	return 0;
 }
 
+/* create-from-image, and create-from-archive PATH (argv[1]) with the same options. */
 static int create_from_image(const struct cli_ctx *ctx, int argc, char **argv)
 {
+	char archive[PATH_MAX] = "";
+	if (strcmp(argv[0], "create-from-archive") == 0) {
+		if (argc < 2 || argv[1][0] == '-') {
+			cli_err("tpl create-from-archive needs a PATH (a docker save tarball or an OCI layout directory)");
+			return CLI_UNREACHABLE;
+		}
+		if (!realpath(argv[1], archive)) {
+			cli_err("%s: %s", argv[1], strerror(errno));
+			return CLI_UNREACHABLE;
+		}
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
 	static const struct option opts[] = {
 		{"image", required_argument, 0, 'i'}, {"writable-layer-size", required_argument, 0, 'w'},
 		{"expose-port", required_argument, 0, 'e'}, {"probe", required_argument, 0, 'p'},
@@ -213,7 +231,9 @@ static int create_from_image(const struct cli_ctx *ctx, int argc, char **argv)
 		default: tpl_usage(stderr); rc = CLI_UNREACHABLE; goto out;
 		}
 	}
-	if (!json_object_get(req, "image") || wsize < 0) {
+	if (archive[0])
+		json_object_set_new(req, "archive", json_string(archive));
+	if ((!json_object_get(req, "image") && !archive[0]) || wsize < 0) {
 		cli_err("tpl create-from-image needs --image and --writable-layer-size");
 		rc = CLI_UNREACHABLE;
 		goto out;
@@ -353,7 +373,7 @@ int cmd_tpl(const struct cli_ctx *ctx, int argc, char **argv)
 		return argc < 2 ? CLI_UNREACHABLE : CLI_OK;
 	}
 	const char *sub = argv[1];
-	if (strcmp(sub, "create-from-image") == 0)
+	if (strcmp(sub, "create-from-image") == 0 || strcmp(sub, "create-from-archive") == 0)
 		return create_from_image(ctx, argc - 1, argv + 1);
 	if (strcmp(sub, "watch") == 0 || strcmp(sub, "status") == 0) {
 		const char *job = NULL;

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/sandboxes.h"
+#include "image/archive_src.h"
 #include "image/layer_store.h"
 #include "image/registry.h"
 #include "runtime/runtime.h"
@@ -300,7 +301,7 @@ static json_t *template_doc(struct job *j, const struct reg_image *img)
 	long long probe = req_int(j, "probePort", 0);
 	if (probe)
 		json_object_set_new(t, "readyPort", json_integer(probe));
-	json_object_set_new(t, "image", json_string(req_str(j, "image")));
+	json_object_set_new(t, "image", json_string(req_str(j, "image") ? req_str(j, "image") : req_str(j, "archive")));
 	json_object_set_new(t, "manifestDigest", json_string(img->manifest_digest));
 	json_object_set_new(t, "createdAt", json_integer(cube_now_ms()));
 	return t;
@@ -485,8 +486,31 @@ static int run_probe(struct job *j, cube_err *err)
 			 port, path, budget, why, tail[0] ? "; last output: " : "", tail);
 }
 
+/* An archive on this host instead of a registry: the blobs are imported, nothing is left to download. */
+static int import_archive(struct job *j, struct reg_image *img, cube_err *err)
+{
+	if (archive_read_image(req_str(j, "archive"), T.blobs_dir, img, NULL, NULL, err) < 0)
+		return -1;
+	struct layer_prog *lp = calloc(img->n_layers, sizeof *lp);
+	if (!lp)
+		return cube_fail(err, 500, ENOMEM, "import");
+	for (size_t i = 0; i < img->n_layers; i++) {
+		snprintf(lp[i].hex, sizeof lp[i].hex, "%s", img->layers[i].hex);
+		lp[i].size = lp[i].done = img->layers[i].size;
+		lp[i].cached = layer_store_has(T.layers_dir, img->layers[i].hex);
+	}
+	pthread_mutex_lock(&T.lock);
+	free(j->layers);
+	j->layers = lp;
+	j->n_layers = img->n_layers;
+	pthread_mutex_unlock(&T.lock);
+	return 0;
+}
+
 static int pull(struct job *j, struct reg_image *img, cube_err *err)
 {
+	if (req_str(j, "archive"))
+		return import_archive(j, img, err);
 	struct image_ref ref;
 	if (image_ref_parse(req_str(j, "image"), &ref, err) < 0)
 		return -1;
@@ -646,11 +670,14 @@ int tjobs_submit(json_t *req, json_t **job_out, cube_err *err)
 	if (!json_is_object(req))
 		return cube_fail(err, 400, 0, "body must be a JSON object");
 	const char *image = json_string_value(json_object_get(req, "image"));
+	const char *archive = json_string_value(json_object_get(req, "archive"));
 	struct image_ref ref;
-	if (!image)
-		return cube_fail(err, 400, 0, "\"image\" is required");
-	if (image_ref_parse(image, &ref, err) < 0)
+	if (!image == !archive)
+		return cube_fail(err, 400, 0, "exactly one of \"image\" and \"archive\" is required");
+	if (image && image_ref_parse(image, &ref, err) < 0)
 		return -1;
+	if (archive && archive[0] != '/')
+		return cube_fail(err, 400, 0, "\"archive\" must be an absolute path on cubed's host");
 	if (check_int(req, "cpuMillis", 100, 256000, err) < 0 || check_int(req, "memoryMB", 16, 1 << 20, err) < 0 ||
 	    check_int(req, "diskSizeMB", 1, 1 << 24, err) < 0 || check_int(req, "probePort", 1, 65535, err) < 0 ||
 	    check_int(req, "probeTimeoutMs", 100, 3600000, err) < 0 ||
@@ -691,7 +718,7 @@ int tjobs_submit(json_t *req, json_t **job_out, cube_err *err)
 	j->doc = json_pack("{s:s,s:s,s:o,s:s,s:I,s:I,s:I}", "jobID", j->id, "templateID", tid, "request", r, "phase",
 			   "PENDING", "createdMs", (json_int_t)now, "createdAt", (json_int_t)now, "updatedMs",
 			   (json_int_t)now);
-	json_object_set_new(j->doc, "image", json_string(image));
+	json_object_set_new(j->doc, "image", json_string(image ? image : archive));
 	if (alias)
 		json_object_set_new(j->doc, "alias", json_string(alias));
 	pthread_mutex_lock(&T.lock);

@@ -301,6 +301,29 @@ ctest(c, 'hostile layers are refused with the reason and leave nothing behind', 
   assert.deepEqual(layerDirs().filter((d) => d.startsWith('.')), []);
 });
 
+ctest(c, 'tpl create-from-archive: a docker save tarball and an OCI layout directory', async () => {
+  const tarball = path.join(work, 'app-docker.tar');
+  const ocidir = path.join(work, 'app-oci');
+  await sh('skopeo', ['copy', '--quiet', `oci:${layout}:app`, `docker-archive:${tarball}:test/app:1`]);
+  await sh('skopeo', ['copy', '--quiet', `oci:${layout}:multi`, `oci:${ocidir}:multi`]);
+  for (const [src, alias] of [[tarball, 'from-docker'], [ocidir, 'from-oci']]) {
+    const r = await cli(['tpl', 'create-from-archive', src, '--writable-layer-size', '16M', '--alias', alias]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /^READY/m);
+    const t = (await api(c, 'GET', `/templates/${alias}`)).json;
+    const top = t.layers[0].slice(7);
+    const file = alias === 'from-oci' ? 'arch' : 'srv/index.html';
+    assert.ok(fs.existsSync(path.join(c.stateDir, 'layers', 'sha256', top, 'rootfs', file)), `${alias}: ${file}`);
+  }
+  // Over the TCP API an archive path is refused: cubed would read it as root.
+  const r = await api(c, 'POST', '/templates/jobs', { body: { archive: tarball } });
+  assert.equal(r.status, 403, r.text);
+  const bad = await cli(['tpl', 'create-from-archive', layout, '--writable-layer-size', '16M']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stdout, /FAILED: .*holds \d+ images/);
+  for (const alias of ['from-docker', 'from-oci']) assert.equal((await cli(['tpl', 'delete', alias])).code, 0);
+});
+
 ctest(c, 'kill -9 of cubed during a pull: the job resumes after restart with a Range request', { timeout: 120_000 }, async () => {
   const { jobID } = await job({ image: `127.0.0.1:${throttle.port}/test/big:1`, insecureRegistry: true, alias: 'big' });
   const partial = await waitFor(async () => {
