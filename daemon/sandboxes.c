@@ -521,7 +521,7 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		.layers = (const char *const *)t->layers, /* registry entries outlive reloads */
 		.n_layers = t->n_layers,
 		.hostname = sb->id,
-		.cpu_millis = t->cpu_count * 1000,
+		.cpu_millis = (unsigned)t->cpu_millis,
 		.memory_bytes = (unsigned long long)t->memory_mb << 20,
 		.disk_bytes = (unsigned long long)t->disk_mb << 20,
 		.pids_max = 1024,

@@ -231,7 +231,7 @@ static void shell_quote(const char *s, char **out)
 
 /* template.json for the image: layers topmost first, the config's Env/Entrypoint/Cmd/WorkingDir/User/
  * ExposedPorts, overridden by the request. */
-static json_t *template_doc(struct job *j, const struct reg_image *img)
+static json_t *template_doc(struct job *j, const struct reg_image *img, bool ready_port)
 {
 	json_t *cfg = json_object_get(img->config, "config");
 	json_t *t = json_object();
@@ -299,7 +299,7 @@ static json_t *template_doc(struct job *j, const struct reg_image *img)
 		json_array_append(ports, v);
 	json_object_set_new(t, "exposedPorts", ports);
 	long long probe = req_int(j, "probePort", 0);
-	if (probe)
+	if (probe && ready_port)
 		json_object_set_new(t, "readyPort", json_integer(probe));
 	json_object_set_new(t, "image", json_string(req_str(j, "image") ? req_str(j, "image") : req_str(j, "archive")));
 	json_object_set_new(t, "manifestDigest", json_string(img->manifest_digest));
@@ -315,7 +315,9 @@ static int reload_registry(cube_err *err)
 	return rc;
 }
 
-static int write_template(struct job *j, const struct reg_image *img, cube_err *err)
+/* ready_port: creates wait for the probe port (only once the probe has passed: the probe sandbox itself
+ * must not wait the long create timeout for a start command that never listens). */
+static int write_template(struct job *j, const struct reg_image *img, bool ready_port, cube_err *err)
 {
 	const char *id = json_string_value(json_object_get(j->doc, "templateID"));
 	char tmp[PATH_MAX + 64], dir[PATH_MAX + 64], file[PATH_MAX + 96];
@@ -323,7 +325,7 @@ static int write_template(struct job *j, const struct reg_image *img, cube_err *
 	snprintf(dir, sizeof dir, "%s/%s", T.templates_dir, id);
 	snprintf(file, sizeof file, "%s/template.json", tmp);
 	layer_store_remove_tree(tmp);
-	json_t *doc = template_doc(j, img);
+	json_t *doc = template_doc(j, img, ready_port);
 	int rc = 0;
 	if (cube_mkdir_p(tmp, 0755) < 0 || json_dump_file(doc, file, JSON_INDENT(2)) < 0)
 		rc = cube_fail(err, 500, errno, "write %s", file);
@@ -592,11 +594,11 @@ static void *job_thread(void *arg)
 	if (unpack_all(j, &img, &err) < 0)
 		goto failed;
 	set_phase(j, PH_PREPARING, NULL);
-	if (write_template(j, &img, &err) < 0)
+	if (write_template(j, &img, false, &err) < 0)
 		goto failed;
 	if (req_int(j, "probePort", 0)) {
 		set_phase(j, PH_PROBING, NULL);
-		if (run_probe(j, &err) < 0) {
+		if (run_probe(j, &err) < 0 || write_template(j, &img, true, &err) < 0) {
 			remove_template_dir(id);
 			goto failed;
 		}

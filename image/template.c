@@ -194,10 +194,14 @@ int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *
 		cube_fail(err, 500, 0, "%s: \"name\" must be the string \"%s\" (the directory's name)", path, name);
 		goto out;
 	}
+	t->cpu_millis = 0;
 	if (get_positive_int(root, "cpuCount", 256, &t->cpu_count, path, err) < 0 ||
+	    get_positive_int(root, "cpuMillis", 256000, &t->cpu_millis, path, err) < 0 ||
 	    get_positive_int(root, "memoryMB", 1 << 20, &t->memory_mb, path, err) < 0 ||
 	    get_positive_int(root, "diskSizeMB", 1 << 24, &t->disk_mb, path, err) < 0)
 		goto out;
+	if (!t->cpu_millis)
+		t->cpu_millis = t->cpu_count * 1000;
 	json_t *envs = json_object_get(root, "envs");
 	if (envs && !json_is_null(envs)) {
 		if (!json_is_object(envs)) {

@@ -21,6 +21,7 @@ struct tpl {
 	bool store_layers;  /* layers come from the layer store (already shifted), not the template's rootfs/ */
 	char **aliases;     /* "aliases": other names tpl_find() resolves; NULL-terminated, never NULL */
 	int cpu_count;      /* cpuCount */
+	int cpu_millis;     /* cpuMillis: the CPU limit in millicores; default cpuCount * 1000 */
 	int memory_mb;      /* memoryMB */
 	int disk_mb;        /* diskSizeMB: the writable layer's size limit */
 	json_t *envs;       /* envs: object of string values, never NULL; owned by the registry */

@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -23,7 +24,8 @@ const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
 const layout = path.join(work, 'oci');
 const children = [];
 const escape = path.join(os.tmpdir(), `cube-escape-${process.pid}`);
-let plain, basic, tls, throttle;
+let plain, basic, tls, bearer, throttle, tokenSrv;
+const tokenRequests = [];
 const rangeRequests = [];
 
 async function sh(file, args, opts = {}) {
@@ -80,6 +82,35 @@ function startThrottle(target, port) {
     });
     up.on('error', () => res.destroy());
     req.pipe(up);
+  });
+  srv.listen(port, '127.0.0.1');
+  return srv;
+}
+
+// A token service for the registry's Bearer auth (the OCI distribution token protocol): anonymous callers
+// may pull public/*, alice may do anything. Tokens are RS256 JWTs carrying the signing certificate (x5c),
+// which the registry trusts through its rootcertbundle.
+function startTokenService(port, keyPem, certPem) {
+  const der = crypto.createPublicKey(keyPem) && Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const srv = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    const auth = req.headers.authorization ?? '';
+    const user = auth === `Basic ${Buffer.from('alice:s3cret').toString('base64')}` ? 'alice' : '';
+    tokenRequests.push({ scope: u.searchParams.get('scope'), user });
+    if (auth && !user) { res.writeHead(401); res.end(); return; }
+    const access = [];
+    for (const sc of (u.searchParams.getAll('scope'))) {
+      const [type, name, actions] = sc.split(':');
+      if (user || name.startsWith('public/')) access.push({ type, name, actions: actions.split(',') });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const head = b64({ typ: 'JWT', alg: 'RS256', x5c: [der.toString('base64')] });
+    const body = b64({ iss: 'cube-test-issuer', sub: user, aud: u.searchParams.get('service'), exp: now + 300,
+      nbf: now - 10, iat: now, jti: crypto.randomUUID(), access });
+    const sig = crypto.createSign('RSA-SHA256').update(`${head}.${body}`).sign(keyPem).toString('base64url');
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ token: `${head}.${body}.${sig}` }));
   });
   srv.listen(port, '127.0.0.1');
   return srv;
@@ -154,7 +185,7 @@ before(async () => {
   fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify(idx));
 
   // Registries: plain, htpasswd (basic auth), HTTPS with our own CA.
-  const [p1, p2, p3, p4] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const [p1, p2, p3, p4, p5, p6] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   plain = startRegistry('plain', p1);
   const htpasswd = path.join(work, 'htpasswd');
   await sh('htpasswd', ['-Bbc', htpasswd, 'alice', 's3cret']);
@@ -169,7 +200,12 @@ before(async () => {
   await sh('openssl', ['x509', '-req', '-in', `${pki}/srv.csr`, '-CA', `${pki}/ca.crt`, '-CAkey', `${pki}/ca.key`,
     '-CAcreateserial', '-days', '1', '-extfile', `${pki}/ext`, '-out', `${pki}/srv.crt`]);
   tls = startRegistry('tls', p3, `  tls: {certificate: ${pki}/srv.crt, key: ${pki}/srv.key}\n`);
-  await Promise.all([registryUp(`http://${plain}/v2/`), registryUp(`http://${basic}/v2/`)]);
+  await sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=cube token signer',
+    '-keyout', `${pki}/tok.key`, '-out', `${pki}/tok.crt`]);
+  tokenSrv = startTokenService(p6, fs.readFileSync(`${pki}/tok.key`, 'utf8'), fs.readFileSync(`${pki}/tok.crt`, 'utf8'));
+  bearer = startRegistry('bearer', p5, `auth: {token: {realm: "http://127.0.0.1:${p6}/token", service: cube-test-registry, ` +
+    `issuer: cube-test-issuer, rootcertbundle: ${pki}/tok.crt}}\n`);
+  await Promise.all([registryUp(`http://${plain}/v2/`), registryUp(`http://${basic}/v2/`), registryUp(`http://${bearer}/v2/`)]);
   const tlsOk = await waitFor(async () => (await run('curl', ['-sf', '--cacert', `${pki}/ca.crt`, `https://${tls}/v2/`])).code === 0, 15_000);
   if (!tlsOk) throw new Error('TLS registry did not come up');
 
@@ -178,6 +214,8 @@ before(async () => {
     `oci:${layout}:multi`, `docker://${plain}/test/multi:1`]);
   await push('app', `${basic}/private/app:1`, ['--dest-creds', 'alice:s3cret']);
   await push('app', `${tls}/secure/app:1`);
+  await push('app', `${bearer}/public/app:1`, ['--dest-creds', 'alice:s3cret']);
+  await push('app', `${bearer}/private/app:1`, ['--dest-creds', 'alice:s3cret']);
   throttle = startThrottle(plain, p4);
   throttle.port = p4;
 }, { timeout: 120_000 });
@@ -185,6 +223,7 @@ before(async () => {
 after(() => {
   for (const p of children) { try { p.kill('SIGKILL'); } catch { /* gone */ } }
   throttle?.close();
+  tokenSrv?.close();
   fs.rmSync(work, { recursive: true, force: true });
 });
 
@@ -210,7 +249,7 @@ const layerDirs = () => fs.readdirSync(path.join(c.stateDir, 'layers', 'sha256')
 ctest(c, 'tpl create-from-image builds, probes and the SDK runs commands in it by alias', { timeout: 150_000 }, async () => {
   const r = await cli(['tpl', 'create-from-image', '--image', `${plain}/test/app:1`, '--writable-layer-size', '64M',
     '--insecure-registry', '--alias', 'app', '--expose-port', '8080', '--probe', '8080', '--probe-path', '/index.html',
-    '--cpu', '1000', '--memory', '256', '--env', 'EXTRA=1']);
+    '--cpu', '500', '--memory', '256', '--env', 'EXTRA=1']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /^job j\w+: template tpl\w+$/m);
   for (const ph of ['PULLING', 'UNPACKING', 'PREPARING', 'PROBING', 'READY']) assert.match(r.stdout, new RegExp(`^${ph}`, 'm'));
@@ -220,7 +259,7 @@ ctest(c, 'tpl create-from-image builds, probes and the SDK runs commands in it b
   const t = list.json.find((x) => x.aliases.includes('app'));
   assert.ok(t, list.text);
   assert.equal(t.layers.length, 3); // busybox, base, app
-  assert.equal(t.cpuCount, 1);
+  assert.equal(t.cpuCount, 1); // 500 millicores round up to one CPU in the E2B view
   assert.equal(t.memoryMB, 256);
   assert.equal(t.diskSizeMB, 64);
   assert.equal((await api(c, 'GET', '/templates/aliases/app')).json.templateID, t.templateID);
@@ -238,6 +277,21 @@ ctest(c, 'tpl create-from-image builds, probes and the SDK runs commands in it b
     assert.equal(await out('cat /tmp/cwd /tmp/who'), '/srv\nuser\n'); // WorkingDir and User of the start command
     assert.equal(await out('stat -c %a /bin/suid; stat -c %h /bin/hard'), '4755\n2\n');
     assert.equal(await out('stat -c %u:%g /srv/index.html'), '1000:1000\n');
+    // The cgroup CPU limit is the template's 500 millicores (v1 cfs quota or v2 cpu.max).
+    const inst = fs.readFileSync(path.join(c.stateDir, 'instance-id'), 'utf8').trim();
+    const v1 = ['cpu', 'cpu,cpuacct'].map((d) => `/sys/fs/cgroup/${d}/cubesandbox/${inst}/${sbx.sandboxId}/cpu.cfs_quota_us`)
+      .find((p) => fs.existsSync(p)) ?? '/nonexistent';
+    const v2 = [`/sys/fs/cgroup/cubesandbox/${inst}/${sbx.sandboxId}/cpu.max`,
+      `/sys/fs/cgroup/unified/cubesandbox/${inst}/${sbx.sandboxId}/cpu.max`].find((p) => fs.existsSync(p));
+    if (fs.existsSync(v1)) {
+      const period = Number(fs.readFileSync(v1.replace('quota', 'period'), 'utf8'));
+      assert.equal(Number(fs.readFileSync(v1, 'utf8')), period / 2);
+    } else if (v2) {
+      const [quota, period] = fs.readFileSync(v2, 'utf8').trim().split(' ').map(Number);
+      assert.equal(quota, period / 2);
+    } else {
+      assert.fail(`no cpu cgroup file for ${sbx.sandboxId}`);
+    }
     const dd = await sbx.commands.run('dd if=/dev/zero of=/tmp/fill bs=1M count=100', { user: 'root' }).catch((e) => e);
     assert.match(String(dd.stderr ?? dd.result?.stderr ?? dd), /No space left on device/);
 
@@ -250,6 +304,16 @@ ctest(c, 'tpl create-from-image builds, probes and the SDK runs commands in it b
   } finally {
     await sbx.kill();
   }
+});
+
+ctest(c, 'a start command that never serves fails the probe with the reason and its output', async () => {
+  const j = await finished((await job({ image: `${plain}/test/app:1`, insecureRegistry: true, alias: 'broken',
+    cmd: 'echo broken-start; exit 3', probePort: 8080, probeTimeoutMs: 2000 })).jobID);
+  assert.equal(j.phase, 'FAILED');
+  assert.match(j.reason, /GET http:\/\/127\.0\.0\.1:8080\/ did not answer 2xx within 2000 ms/);
+  assert.match(j.reason, /broken-start/);
+  assert.equal((await api(c, 'GET', '/templates/broken')).status, 404);
+  assert.deepEqual(j.phases.map((p) => p.phase), ['PULLING', 'UNPACKING', 'PREPARING', 'PROBING', 'FAILED']);
 });
 
 ctest(c, 'a second template on stored layers downloads nothing and uses no extra disk', async () => {
@@ -285,6 +349,24 @@ ctest(c, 'basic auth and a custom CA', async () => {
   assert.match(j.reason, /certificate|SSL/i);
   j = await finished((await job({ image: `${tls}/secure/app:1`, caFile: path.join(work, 'pki', 'ca.crt') })).jobID);
   assert.equal(j.phase, 'READY', j.reason);
+});
+
+ctest(c, 'Bearer tokens from the WWW-Authenticate challenge, anonymous and with credentials', async () => {
+  tokenRequests.length = 0;
+  let j = await finished((await job({ image: `${bearer}/public/app:1`, insecureRegistry: true })).jobID);
+  assert.equal(j.phase, 'READY', j.reason);
+  assert.ok(tokenRequests.some((t) => t.user === '' && t.scope === 'repository:public/app:pull'), JSON.stringify(tokenRequests));
+  j = await finished((await job({ image: `${bearer}/private/app:1`, insecureRegistry: true })).jobID);
+  assert.equal(j.phase, 'FAILED');
+  assert.match(j.reason, /denied|401/);
+  j = await finished((await job({ image: `${bearer}/private/app:1`, insecureRegistry: true, registryUser: 'alice',
+    registryPassword: 'wrong' })).jobID);
+  assert.equal(j.phase, 'FAILED');
+  assert.match(j.reason, /credentials refused/);
+  j = await finished((await job({ image: `${bearer}/private/app:1`, insecureRegistry: true, registryUser: 'alice',
+    registryPassword: 's3cret' })).jobID);
+  assert.equal(j.phase, 'READY', j.reason);
+  assert.ok(tokenRequests.some((t) => t.user === 'alice' && t.scope === 'repository:private/app:pull'));
 });
 
 ctest(c, 'hostile layers are refused with the reason and leave nothing behind', async () => {
@@ -342,10 +424,10 @@ ctest(c, 'kill -9 of cubed during a pull: the job resumes after restart with a R
 
 ctest(c, 'delete removes templates and garbage-collects their layers', async () => {
   const app = (await api(c, 'GET', '/templates/app')).json;
-  // Every template with the app's top layer (app, app2, the basic-auth and TLS copies), and big.
+  // Every template with the app's top layer (app, app2, the basic-auth, TLS and Bearer copies), and big.
   const users = (await api(c, 'GET', '/templates')).json
     .filter((t) => t.layers[0] === app.layers[0] || t.aliases.includes('big')).map((t) => t.templateID);
-  assert.equal(users.length, 5, JSON.stringify(users));
+  assert.equal(users.length, 7, JSON.stringify(users));
   for (const ref of users) {
     const r = await cli(['tpl', 'delete', ref]);
     assert.equal(r.code, 0, r.stderr);

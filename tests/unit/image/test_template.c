@@ -109,6 +109,7 @@ static void test_registry_load_and_find(void **state)
 
 	const struct tpl *py = tpl_find("py");
 	assert_int_equal(py->cpu_count, 4);
+	assert_int_equal(py->cpu_millis, 4000); /* default: cpuCount cores */
 	assert_int_equal(py->memory_mb, 2048);
 	assert_int_equal(py->disk_mb, 1024);   /* default */
 	assert_string_equal(py->start_cmd, "python3 -m http.server");
