@@ -62,4 +62,10 @@ void driver_execute(struct ictx *c, const char *code, json_t *env_vars);
 void driver_interrupt(struct ictx *c);
 void driver_stop(struct ictx *c);
 
+/* ---- the access token on /execute (auth.c) ---- */
+typedef void (*auth_cb)(int status, void *arg);   /* 200 ok, 401 refused, 503 cannot tell */
+extern const char *auth_envd_url;
+extern int auth_disabled;
+void auth_check(const char *token, auth_cb cb, void *arg);
+
 #endif

@@ -515,7 +515,9 @@ int kernel_start(struct ictx *c)
 	k->shell = zsock(ZMQ_DEALER, ports[0]);
 	k->iopub = zsock(ZMQ_SUB, ports[1]);
 	char *args[] = {"python3", "-m", "ipykernel_launcher", "-f", k->conn_path, NULL};
-	uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 2},
+	/* stdout only carries ipykernel's start-up banner (cell output goes over iopub); stderr its
+	 * warnings and crashes, kept in the sandbox log */
+	uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
 					 {.flags = UV_INHERIT_FD, .data.fd = 2}};
 	uv_process_options_t opt = {.exit_cb = on_proc_exit, .file = "python3", .args = args, .cwd = c->cwd,
 				    .flags = UV_PROCESS_DETACHED, .stdio_count = 3, .stdio = stdio};

@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -316,12 +317,8 @@ static void send_422(http_req *req, const char *loc, const char *msg)
 				      "value_error"));
 }
 
-static void on_execute_body(http_req *req, char *body, size_t len, int error_status)
+static void execute(http_req *req, const char *body, size_t len)
 {
-	if (error_status) {
-		send_text(req, error_status, error_status == 413 ? "request body too large" : "malformed request");
-		return;
-	}
 	json_t *j = json_loadb(body, len, 0, NULL);
 	json_t *code = json_object_get(j, "code"), *cid = json_object_get(j, "context_id"),
 	       *lang = json_object_get(j, "language"), *envs = json_object_get(j, "env_vars");
@@ -397,6 +394,57 @@ static void on_execute_body(http_req *req, char *body, size_t len, int error_sta
 		tail = &(*tail)->next;
 	*tail = e;
 	ctx_pump(c);
+}
+
+/* /execute waits for the token check with its body; the client may leave meanwhile. */
+struct pending_exec {
+	http_req *req;
+	char *body;
+	size_t len;
+};
+
+static void pending_gone(http_req *req)
+{
+	struct pending_exec *p = http_req_data(req);
+	p->req = NULL;
+}
+
+static void after_auth(int status, void *arg)
+{
+	struct pending_exec *p = arg;
+	if (p->req) {
+		http_req_on_close(p->req, NULL);
+		http_req_set_data(p->req, NULL);
+		if (status == 200)
+			execute(p->req, p->body, p->len);
+		else if (status == 401)
+			send_json(p->req, 401, json_pack("{s:i,s:s}", "code", 401, "message", "Unauthorized: invalid access token"));
+		else
+			send_text(p->req, 503, "cannot check the access token");
+	}
+	free(p->body);
+	free(p);
+}
+
+static void on_execute_body(http_req *req, char *body, size_t len, int error_status)
+{
+	if (error_status) {
+		send_text(req, error_status, error_status == 413 ? "request body too large" : "malformed request");
+		return;
+	}
+	struct pending_exec *p = calloc(1, sizeof *p);
+	if (!p || !(p->body = malloc(len + 1))) {
+		free(p);
+		send_text(req, 500, "out of memory");
+		return;
+	}
+	memcpy(p->body, body, len);
+	p->body[len] = '\0';
+	p->len = len;
+	p->req = req;
+	http_req_set_data(req, p);
+	http_req_on_close(req, pending_gone);
+	auth_check(http_req_header(req, "X-Access-Token"), after_auth, p);
 }
 
 static void on_create_context_body(http_req *req, char *body, size_t len, int error_status)
@@ -490,19 +538,23 @@ static void usage(FILE *f)
 		"  --host ADDR     listen address (default 0.0.0.0)\n"
 		"  --cwd DIR       working directory of the default contexts (default /home/user)\n"
 		"  --driver FILE   the JavaScript/bash driver (default %s)\n"
-		"  --no-defaults   do not start the default python and javascript contexts\n",
-		DEFAULT_PORT, driver_script);
+		"  --no-defaults   do not start the default python and javascript contexts\n"
+		"  --envd URL      envd, which checks X-Access-Token on /execute (default %s)\n"
+		"  --no-auth       do not check X-Access-Token (outside a sandbox)\n",
+		DEFAULT_PORT, driver_script, auth_envd_url);
 }
 
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	int port = DEFAULT_PORT, defaults = 1;
 	const char *host = "0.0.0.0";
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},   {"host", required_argument, NULL, 'H'},
 		{"cwd", required_argument, NULL, 'c'},    {"driver", required_argument, NULL, 'd'},
 		{"no-defaults", no_argument, NULL, 'n'},  {"help", no_argument, NULL, 'h'},
+		{"envd", required_argument, NULL, 'e'},   {"no-auth", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -513,6 +565,8 @@ int main(int argc, char **argv)
 		case 'c': default_cwd = optarg; break;
 		case 'd': driver_script = optarg; break;
 		case 'n': defaults = 0; break;
+		case 'e': auth_envd_url = optarg; break;
+		case 'a': auth_disabled = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -17,7 +17,7 @@ BUILD_DIR=${CUBE_BUILD_DIR:-$REPO/build}
 # Debian packages on top of the base tree (no Recommends: CI disk and time are limited). The shared
 # libraries are those cube-interp links against.
 APT_PACKAGES=(python3-ipykernel python3-numpy python3-pandas python3-matplotlib
-	libzmq5 libuv1 libjansson4 libhttp-parser2.9 libssl3)
+	libzmq5 libuv1 libjansson4 libhttp-parser2.9 libssl3 libcurl4)
 
 log() { printf '[code-interpreter-template] %s\n' "$*"; }
 die() { printf '[code-interpreter-template] error: %s\n' "$*" >&2; exit 1; }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import { Sandbox } from '@e2b/code-interpreter';
-import { useCubed, ctest, api } from './harness.mjs';
+import { useCubed, ctest, api, dataRequest, accessToken } from './harness.mjs';
 
 const c = useCubed();
 let sbx;
@@ -177,6 +177,31 @@ ctest(c, 'the issue\'s snippets: square roots, and a three-turn pandas session',
   assert.match(text, /city\s+temp\s+temp_f/);
   assert.match(text, /Paris\s+21\s+69\.8/);
   assert.match(text, /Rome\s+25\s+77\.0/);
+});
+
+ctest(c, '/execute needs the sandbox access token; /contexts and /health do not', async () => {
+  await ensure();
+  const req = (p, opts = {}) => dataRequest(c, { sandboxId: sbx.sandboxId, port: 49999, route: 'headers', path: p, ...opts });
+  const body = JSON.stringify({ code: '1 + 1' });
+  const json = { 'Content-Type': 'application/json' };
+  assert.equal((await req('/execute', { method: 'POST', body, headers: json })).status, 401);
+  assert.equal((await req('/execute', { method: 'POST', body, headers: { ...json, 'X-Access-Token': 'wrong' } })).status, 401);
+  const ok = await req('/execute', { method: 'POST', body, headers: { ...json, 'X-Access-Token': accessToken(sbx) } });
+  assert.equal(ok.status, 200);
+  const lines = ok.text.trimEnd().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.at(-1).type, 'end_of_execution');
+  assert.ok(lines.some((l) => l.type === 'result' && l.text === '2'));
+  const health = await req('/health');
+  assert.equal(health.status, 200);
+  assert.equal(health.json, 'OK');
+  assert.equal((await req('/contexts')).status, 200);
+  // malformed bodies and conflicting selectors
+  const tok = { ...json, 'X-Access-Token': accessToken(sbx) };
+  assert.equal((await req('/execute', { method: 'POST', body: '{"nope":1}', headers: tok })).status, 422);
+  assert.equal((await req('/execute', { method: 'POST', body: '{"code":"1","context_id":"x","language":"python"}', headers: tok })).status, 400);
+  const missing = await req('/execute', { method: 'POST', body: '{"code":"1","context_id":"no-such"}', headers: tok });
+  assert.equal(missing.status, 404);
+  assert.equal(missing.text, 'Context no-such not found');
 });
 
 ctest(c, '10 sandboxes execute at once (SDK default template code-interpreter-v1)', { timeout: 180_000 }, async () => {
