@@ -76,6 +76,11 @@ void api_template_delete(http_req *req, const char *id);
 void api_template_job_create(http_req *req, const char *id);
 void api_template_jobs(http_req *req, const char *id);
 void api_template_job_get(http_req *req, const char *id);
+void api_build_request(http_req *req, const char *id);
+void api_build_file_link(http_req *req, const char *id);
+void api_build_file_upload(http_req *req, const char *id);
+void api_build_start(http_req *req, const char *id);
+void api_build_status(http_req *req, const char *id);
 
 void api_apikey_create(http_req *req, const char *id);
 void api_apikey_list(http_req *req, const char *id);

@@ -75,6 +75,8 @@ static struct {
 	bool ready;
 } T = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
+static int reload_registry(cube_err *err);
+
 /* ---- loop thread hand-off ---- */
 
 static void on_async(uv_async_t *a)
@@ -305,6 +307,27 @@ static json_t *template_doc(struct job *j, const struct reg_image *img, bool rea
 	json_object_set_new(t, "manifestDigest", json_string(img->manifest_digest));
 	json_object_set_new(t, "createdAt", json_integer(cube_now_ms()));
 	return t;
+}
+
+int tjobs_reload(cube_err *err)
+{
+	return reload_registry(err);
+}
+
+const char *tjobs_layers_dir(void)
+{
+	return T.layers_dir;
+}
+
+const char *tjobs_templates_dir(void)
+{
+	return T.templates_dir;
+}
+
+void tjobs_uid_range(unsigned *base, unsigned *count)
+{
+	*base = T.cfg.uid_base;
+	*count = T.cfg.uid_count;
 }
 
 static int reload_registry(cube_err *err)
@@ -769,10 +792,19 @@ static json_t *template_json(const struct tpl *t)
 		json_array_append_new(aliases, json_string(*a));
 	json_t *layers = json_array();
 	for (size_t i = 0; t->store_layers && i < t->n_layers; i++) {
-		/* <store>/sha256/<hex>/rootfs -> sha256:<hex> */
+		/* <store>/sha256/<hex>/rootfs -> sha256:<hex>; <templates>/<name>/rootfs -> template:<name> */
 		const char *p = strstr(t->layers[i], "/sha256/");
-		char dg[80];
-		snprintf(dg, sizeof dg, "sha256:%.64s", p ? p + 8 : "");
+		char dg[160];
+		if (p) {
+			snprintf(dg, sizeof dg, "sha256:%.64s", p + 8);
+		} else {
+			size_t len = strlen(t->layers[i]);
+			const char *end = len > 7 ? t->layers[i] + len - 7 : t->layers[i]; /* "/rootfs" */
+			const char *start = end;
+			while (start > t->layers[i] && start[-1] != '/')
+				start--;
+			snprintf(dg, sizeof dg, "template:%.*s", (int)(end - start), start);
+		}
 		json_array_append_new(layers, json_string(dg));
 	}
 	return json_pack("{s:s,s:s,s:o,s:o,s:i,s:i,s:i,s:b,s:s?,s:s,s:b}", "templateID", t->name, "buildID", t->name,

@@ -37,4 +37,10 @@ json_t *tjobs_template(const char *ref);
  * are removed. 404 if unknown. */
 int tjobs_delete_template(const char *ref, int force, cube_err *err);
 
+/* For template builds (daemon/builds.c). */
+int tjobs_reload(cube_err *err);
+const char *tjobs_layers_dir(void);
+const char *tjobs_templates_dir(void);
+void tjobs_uid_range(unsigned *base, unsigned *count);
+
 #endif

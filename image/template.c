@@ -141,6 +141,17 @@ static bool valid_layer_ref(const char *ref)
 	return true;
 }
 
+/* "template/<name>": another template's own rootfs (a build on top of `base`), next to this one. */
+static int template_layer(const char *ref, const char *dir, char **out)
+{
+	const char *name = ref + 9;
+	if (!valid_name(name))
+		return -1;
+	const char *slash = strrchr(dir, '/');
+	int plen = slash ? (int)(slash - dir) : 1;
+	return asprintf(out, "%.*s/%s/rootfs", plen, slash ? dir : ".", name) < 0 ? -1 : 0;
+}
+
 static int parse_layers(json_t *layers, struct tpl *t, const char *path, cube_err *err)
 {
 	size_t n = json_is_array(layers) ? json_array_size(layers) : 0;
@@ -153,9 +164,19 @@ static int parse_layers(json_t *layers, struct tpl *t, const char *path, cube_er
 		return cube_fail(err, 500, ENOMEM, "%s", path);
 	for (size_t i = 0; i < n; i++) {
 		json_t *v = json_array_get(layers, i);
-		if (!json_is_string(v) || !valid_layer_ref(json_string_value(v)))
-			return cube_fail(err, 500, 0, "%s: layer %zu must be \"sha256/<64 hex digits>\"", path, i);
-		if (asprintf(&t->layers[i], "%s/%s/rootfs", layer_store, json_string_value(v)) < 0) {
+		const char *ref = json_string_value(v);
+		if (ref && strncmp(ref, "template/", 9) == 0) {
+			if (template_layer(ref, t->dir, &t->layers[i]) < 0) {
+				t->layers[i] = NULL;
+				return cube_fail(err, 500, 0, "%s: layer %zu: bad template reference", path, i);
+			}
+			t->n_layers = i + 1;
+			continue;
+		}
+		if (!ref || !valid_layer_ref(ref))
+			return cube_fail(err, 500, 0, "%s: layer %zu must be \"sha256/<64 hex digits>\" or \"template/<name>\"",
+					 path, i);
+		if (asprintf(&t->layers[i], "%s/%s/rootfs", layer_store, ref) < 0) {
 			t->layers[i] = NULL;
 			return cube_fail(err, 500, ENOMEM, "%s", path);
 		}

@@ -42,6 +42,7 @@ struct start_plan {
 	int n_cg_join;
 	char layer_mnt[PATH_MAX];    /* host dir the private tmpfs is mounted on (in the child's mount ns) */
 	char layer_opts[128];        /* tmpfs data: size=,mode= */
+	char upper_dir[PATH_MAX];    /* if set: bind this host dir instead of the tmpfs */
 	/* The read-only layers, topmost first: NUL-separated paths the child opens itself (so they resolve
 	 * in its mount namespace). The overlay names them by fd (/proc/self/fd/N, relative to the layer
 	 * tmpfs for upper/work), so the sandbox's mountinfo shows no host path and 64 long paths still fit

@@ -80,7 +80,10 @@ void mounts_build_root(const struct start_plan *p)
 {
 	/* Nothing we mount may propagate back to the host. */
 	do_mount(p, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-	do_mount(p, "cube-layer", p->layer_mnt, "tmpfs", MS_NOSUID | MS_NODEV, p->layer_opts);
+	if (p->upper_dir[0])
+		do_mount(p, p->upper_dir, p->layer_mnt, NULL, MS_BIND, NULL);
+	else
+		do_mount(p, "cube-layer", p->layer_mnt, "tmpfs", MS_NOSUID | MS_NODEV, p->layer_opts);
 	if (chdir(p->layer_mnt) < 0)
 		child_die(p, errno, "chdir", p->layer_mnt);
 	if (mkdir("upper", 0) < 0 || chown("upper", p->root_uid, p->root_gid) < 0 ||

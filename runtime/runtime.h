@@ -27,6 +27,8 @@ struct rt_spec {
 	const char *hostname;         /* usually the sandbox id */
 	unsigned cpu_millis;          /* 1000 = one core; 0 = unlimited */
 	unsigned long long memory_bytes, disk_bytes; /* disk = size of the private writable layer; 0 = default */
+	const char *upper_dir;        /* optional empty host dir to hold the writable layer instead of a private
+	                               * tmpfs (template builds keep it as a new layer); disk_bytes is then unused */
 	unsigned pids_max;            /* 0 = unlimited */
 	const char *envd_config;      /* JSON string handed to envd on fd 3 */
 	const char *log_path;         /* optional host file that receives envd's stdout/stderr (NULL: /dev/null) */

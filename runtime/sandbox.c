@@ -227,6 +227,8 @@ static int fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err 
 	p->root_gid = st.st_gid;
 	p->root_mode = st.st_mode;
 	snprintf(p->layer_mnt, sizeof p->layer_mnt, "%s", R.layer_mnt);
+	if (spec->upper_dir && snprintf(p->upper_dir, sizeof p->upper_dir, "%s", spec->upper_dir) >= (int)sizeof p->upper_dir)
+		return cube_fail(err, 500, ENAMETOOLONG, "upper dir");
 	snprintf(p->envd_path, sizeof p->envd_path, "%s", R.envd_path);
 	if (spec->disk_bytes)
 		snprintf(p->layer_opts, sizeof p->layer_opts, "size=%llu,mode=0700", spec->disk_bytes);

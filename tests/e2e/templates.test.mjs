@@ -20,6 +20,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-tpl-e2e-'));
 const tplDir = path.join(work, 'templates');
 fs.mkdirSync(tplDir);
+// The SDK builder test builds on `base` (the harness's template, already shifted): link it in.
+import { templatesDir } from './harness.mjs';
+fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
 const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
 const layout = path.join(work, 'oci');
 const children = [];
@@ -420,6 +423,36 @@ ctest(c, 'kill -9 of cubed during a pull: the job resumes after restart with a R
   assert.equal(j.phase, 'READY', j.reason);
   assert.ok(rangeRequests.some((r) => /^bytes=[1-9]\d*-$/.test(r.range)), JSON.stringify(rangeRequests));
   assert.ok(fs.existsSync(path.join(c.stateDir, 'layers', 'sha256', j.layers[j.layers.length - 1].digest.slice(7), 'rootfs', 'big')));
+});
+
+ctest(c, 'the unmodified SDK Template builder: RUN and COPY on base, a cached rebuild, Sandbox.create', { timeout: 150_000 }, async () => {
+  const { Template, Sandbox } = await loadSdk('e2b-2.51');
+  const ctx = path.join(work, 'build-ctx');
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(path.join(ctx, 'hello.txt'), 'hello from COPY\n');
+  const make = () => Template({ fileContextPath: ctx }).fromTemplate('base')
+    .copy('hello.txt', '/opt/hello.txt')
+    .runCmd('echo built by RUN > /opt/built.txt && rm -f /etc/motd')
+    .setEnvs({ BUILT: 'yes' });
+  const opts = { apiKey: c.apiKey, apiUrl: c.apiUrl, requestTimeoutMs: 60_000 };
+  const logs1 = [];
+  await Template.build(make(), 'built-app', { ...opts, onBuildLogs: (l) => logs1.push(l.message) });
+  assert.ok(logs1.some((m) => /^RUN echo built/.test(m)), logs1.join('\n'));
+  const logs2 = [];
+  await Template.build(make(), 'built-app', { ...opts, onBuildLogs: (l) => logs2.push(l.message) });
+  assert.ok(logs2.some((m) => /^CACHED RUN/.test(m)) && logs2.some((m) => /^CACHED COPY/.test(m)), logs2.join('\n'));
+  assert.ok(await Template.exists('built-app', opts));
+  const sbx = await Sandbox.create('built-app', c.sdkOpts);
+  try {
+    const r = await sbx.commands.run('cat /opt/hello.txt /opt/built.txt; echo $BUILT; test -e /etc/motd || echo motd-gone');
+    assert.equal(r.stdout, 'hello from COPY\nbuilt by RUN\nyes\nmotd-gone\n');
+  } finally {
+    await sbx.kill();
+  }
+  // A failing step fails the build with the step's status.
+  const bad = Template({ fileContextPath: ctx }).fromTemplate('base').runCmd('echo about to fail; exit 7');
+  await assert.rejects(Template.build(bad, 'built-bad', opts), /exit status 7/);
+  assert.equal((await cli(['tpl', 'delete', 'built-app'])).code, 0);
 });
 
 ctest(c, 'delete removes templates and garbage-collects their layers', async () => {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "daemon/builds.h"
 #include "daemon/templates.h"
 #include "image/template.h"
 
@@ -207,4 +208,54 @@ json_t *tjobs_get(const char *job_id)
 json_t *tjobs_list(void)
 {
 	return json_array();
+}
+
+/* Template builds (daemon/builds.c): none in the fake daemon. */
+int builds_request(json_t *req, json_t **out, cube_err *err)
+{
+	(void)req;
+	*out = NULL;
+	return cube_fail(err, 400, 0, "no builds in the fake daemon");
+}
+
+int builds_file_link(const char *tid, const char *hash, const char *base_url, const char *api_key, json_t **out,
+		     cube_err *err)
+{
+	(void)tid;
+	(void)hash;
+	(void)base_url;
+	(void)api_key;
+	*out = NULL;
+	return cube_fail(err, 404, 0, "no builds in the fake daemon");
+}
+
+char *builds_file_tmp(const char *hash, cube_err *err)
+{
+	(void)hash;
+	cube_fail(err, 404, 0, "no builds in the fake daemon");
+	return NULL;
+}
+
+int builds_file_commit(const char *tmp, const char *hash, cube_err *err)
+{
+	(void)tmp;
+	(void)hash;
+	return cube_fail(err, 404, 0, "no builds in the fake daemon");
+}
+
+int builds_start(const char *tid, const char *bid, json_t *body, cube_err *err)
+{
+	(void)tid;
+	(void)bid;
+	(void)body;
+	return cube_fail(err, 404, 0, "no builds in the fake daemon");
+}
+
+json_t *builds_status(const char *tid, const char *bid, long offset, cube_err *err)
+{
+	(void)tid;
+	(void)bid;
+	(void)offset;
+	cube_fail(err, 404, 0, "no builds in the fake daemon");
+	return NULL;
 }
