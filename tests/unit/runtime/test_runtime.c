@@ -374,6 +374,27 @@ static void test_layer_stack(void **s)
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 
+	/* A writable layer kept in a host directory (template builds): after the sandbox is gone it holds the
+	 * sandbox's changes in overlay form, a deletion as a 0:0 whiteout. */
+	char keep_dir[400];
+	snprintf(keep_dir, sizeof keep_dir, "%s/kept-upper", work);
+	assert_int_equal(mkdir(keep_dir, 0700), 0);
+	spec.id = "layersup";
+	spec.upper_dir = keep_dir;
+	if (rt_start(&spec, &sb, &err) < 0)
+		fail_msg("rt_start layersup: %s", err.msg);
+	out = run(&sb, "echo made > /data/made && rm /data/keep && echo ok");
+	assert_string_equal(out, "ok\n");
+	free(out);
+	kill_ok("layersup", &sb);
+	snprintf(path, sizeof path, "%s/upper/data/made", keep_dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_uid, UID_BASE);
+	snprintf(path, sizeof path, "%s/upper/data/keep", keep_dir);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
+	spec.upper_dir = NULL;
+
 	/* RT_MAX_LAYERS layers under a 200-character directory name: 64 such paths would not fit the one
 	 * page the kernel reads mount options from. */
 	static char *many[RT_MAX_LAYERS];
