@@ -5,6 +5,7 @@
  * (whiteouts, opaque dirs), is cleaned of what the runtime itself put there and becomes a layer. */
 #include "daemon/builds.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -42,6 +43,28 @@ struct build {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct build *builds;
+static int running; /* builds in progress: their new layers are in no template yet (under lock) */
+
+int builds_running(void)
+{
+	pthread_mutex_lock(&lock);
+	int n = running;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+void builds_cleanup_leftovers(const char *layers_dir)
+{
+	cleanup_dir DIR *d = opendir(layers_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, ".build-", 7) != 0 && strncmp(de->d_name, ".copy-", 6) != 0)
+			continue;
+		char p[PATH_MAX];
+		snprintf(p, sizeof p, "%s/%s", layers_dir, de->d_name);
+		layer_store_remove_tree(p);
+	}
+}
 
 static struct build *find(const char *tid, const char *bid)
 {
@@ -589,9 +612,19 @@ static int write_template(struct ctx *c, cube_err *err)
 	return rc < 0 ? rc : tjobs_reload(err);
 }
 
+static void *build_thread_body(struct build *b);
+
 static void *build_thread(void *arg)
 {
-	struct build *b = arg;
+	build_thread_body(arg);
+	pthread_mutex_lock(&lock);
+	running--;
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
+
+static void *build_thread_body(struct build *b)
+{
 	struct ctx c = {.b = b};
 	cube_err err = {0};
 	int failed_step = -1;
@@ -699,8 +732,12 @@ int builds_start(const char *tid, const char *bid, json_t *body, cube_err *err)
 	pthread_mutex_lock(&lock);
 	struct build *b = find(tid, bid);
 	bool ok = b && strcmp(b->status, "waiting") == 0;
-	if (ok)
+	if (ok) {
 		b->body = json_deep_copy(body);
+		free(b->status);
+		b->status = strdup("building");
+		running++;
+	}
 	pthread_mutex_unlock(&lock);
 	if (!b)
 		return cube_fail(err, 404, 0, "build '%s' of template '%s' not found", bid, tid);
@@ -712,7 +749,12 @@ int builds_start(const char *tid, const char *bid, json_t *body, cube_err *err)
 	pthread_t t;
 	int rc = pthread_create(&t, &at, build_thread, b);
 	pthread_attr_destroy(&at);
-	if (rc != 0)
+	if (rc != 0) {
+		pthread_mutex_lock(&lock);
+		running--;
+		pthread_mutex_unlock(&lock);
+		set_status(b, "error");
 		return cube_fail(err, 500, rc, "start build");
+	}
 	return 0;
 }

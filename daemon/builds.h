@@ -24,4 +24,8 @@ int builds_start(const char *tid, const char *bid, json_t *body, cube_err *err);
 /* GET .../status?logsOffset=N: TemplateBuildInfo, or NULL with err (404). */
 json_t *builds_status(const char *tid, const char *bid, long offset, cube_err *err);
 
+/* Builds in progress (layer GC waits for them), and removal of scratch dirs a crash left behind. */
+int builds_running(void);
+void builds_cleanup_leftovers(const char *layers_dir);
+
 #endif

@@ -23,6 +23,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "daemon/builds.h"
 #include "daemon/sandboxes.h"
 #include "image/archive_src.h"
 #include "image/layer_store.h"
@@ -869,6 +870,7 @@ static void gc_layers(void)
 	for (struct job *j = T.jobs; j; j = j->next)
 		busy |= j->running;
 	pthread_mutex_unlock(&T.lock);
+	busy |= builds_running() > 0;
 	cube_err err = {0};
 	if (!busy && layer_store_gc(T.layers_dir, keep, n, &err) < 0)
 		log_error("templates: %s", err.msg);
@@ -942,6 +944,7 @@ int tjobs_init(const struct tjobs_config *cfg, cube_err *err)
 	uv_unref((uv_handle_t *)&T.async);
 	if (store_job_load_all(load_job, NULL, err) < 0)
 		return -1;
+	builds_cleanup_leftovers(T.layers_dir);
 	T.ready = true;
 	/* Unfinished jobs resume from the start: downloaded blobs and unpacked layers are reused. A job
 	 * that needed a password cannot, since passwords are never stored: it fails saying so. */
