@@ -43,8 +43,10 @@ function errorFrame(e) {
 }
 
 // ---- JavaScript: one persistent vm context ----
+// require() resolves from the context's working directory, so packages installed there are found
+const cellRequire = require('module').createRequire(path.join(process.cwd(), '<cell>'));
 const jsGlobals = {
-  console, require, process, Buffer, URL, URLSearchParams, TextEncoder, TextDecoder,
+  console, require: cellRequire, process, Buffer, URL, URLSearchParams, TextEncoder, TextDecoder,
   setTimeout, setInterval, setImmediate, clearTimeout, clearInterval, clearImmediate,
   fetch: globalThis.fetch, structuredClone: globalThis.structuredClone,
   module: { exports: {} }, __dirname: process.cwd(), __filename: path.join(process.cwd(), '<cell>'),

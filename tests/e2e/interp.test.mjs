@@ -122,8 +122,9 @@ ctest(c, 'JavaScript and bash contexts run code', async () => {
   assert.equal(js.error, undefined, js.error?.traceback);
   assert.equal(js.text, '42');
   assert.deepEqual(js.logs.stdout, ['from js\n']);
-  // state persists in the default javascript context
+  // state persists in the default javascript context; require works
   assert.equal((await sbx.runCode('answer + 1', { language: 'javascript' })).text, '43');
+  assert.equal((await sbx.runCode('require("os").platform()', { language: 'javascript' })).text, 'linux');
   const jsErr = await sbx.runCode('throw new TypeError("bad")', { language: 'javascript' });
   assert.equal(jsErr.error.name, 'TypeError');
   assert.equal(jsErr.error.value, 'bad');
