@@ -530,6 +530,16 @@ static void on_request(http_req *req, void *arg)
 	send_text(req, 404, "Not Found");
 }
 
+/* SIGTERM (envd stopping the sandbox, or a test): the engines go with us. */
+static void on_sigterm(uv_signal_t *h, int sig)
+{
+	(void)h;
+	log_info("interp: %s, stopping", strsignal(sig));
+	for (struct ictx *c = contexts; c; c = c->next)
+		engine_stop(c);
+	exit(0);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -586,6 +596,9 @@ int main(int argc, char **argv)
 	snprintf(listen_addr, sizeof listen_addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	http_server_set_default_headers(srv, cors, CUBE_ARRAY_LEN(cors));
 	uv_timer_init(interp_loop, &listen_timer);
+	static uv_signal_t sigterm;
+	uv_signal_init(interp_loop, &sigterm);
+	uv_signal_start(&sigterm, on_sigterm, SIGTERM);
 	if (defaults && (!ctx_create("javascript", NULL) || !ctx_create("python", NULL)))
 		log_error("interp: a default context did not start");
 	if (defaults)
