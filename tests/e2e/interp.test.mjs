@@ -147,6 +147,19 @@ ctest(c, 'per-execution envs are set for one execution only', async () => {
   assert.equal(js.text, 'js-too');
 });
 
+ctest(c, 'envs given at create reach every context', async () => {
+  const box = await Sandbox.create('code-interpreter', { ...c.sdkOpts, envs: { CUBE_GLOBAL: 'from-create' } });
+  try {
+    assert.equal((await box.runCode('import os; os.environ["CUBE_GLOBAL"]')).text, 'from-create');
+    assert.equal((await box.runCode('process.env.CUBE_GLOBAL', { language: 'js' })).text, 'from-create');
+    // a per-execution value wins for one execution, then the global value is back
+    assert.equal((await box.runCode('os.environ["CUBE_GLOBAL"]', { envs: { CUBE_GLOBAL: 'once' } })).text, 'once');
+    assert.equal((await box.runCode('os.environ["CUBE_GLOBAL"]')).text, 'from-create');
+  } finally {
+    await api(c, 'DELETE', `/sandboxes/${box.sandboxId}`).catch(() => null);
+  }
+});
+
 ctest(c, 'a long cell with timeoutMs is interrupted and the context still works', async () => {
   await ensure();
   await sbx.runCode('counter = 0');
