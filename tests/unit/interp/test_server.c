@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <time.h>
 
 #include "../envd/envd_harness.h"
@@ -264,6 +265,53 @@ static void test_bash(void **state)
 	free(ctx);
 }
 
+struct bg_exec {
+	pthread_t thread;
+	char body[256];
+	struct http_result r;
+};
+
+static void *bg_run(void *arg)
+{
+	struct bg_exec *b = arg;
+	b->r = post("/execute", b->body, "tok", 30000);
+	return NULL;
+}
+
+/* A quiet cell gets keepalive lines every 5 s; restarting its context ends it with ContextRestarting. */
+static void test_keepalive_and_restart_mid_execution(void **state)
+{
+	(void)state;
+	char *ctx = new_context("javascript");
+	struct bg_exec b;
+	memset(&b, 0, sizeof b);
+	snprintf(b.body, sizeof b.body, "{\"code\":\"await new Promise((r) => setTimeout(r, 60000))\",\"context_id\":\"%s\"}", ctx);
+	pthread_create(&b.thread, NULL, bg_run, &b);
+	sleep(6);
+	char path[128];
+	snprintf(path, sizeof path, "/contexts/%s/restart", ctx);
+	struct http_result r = envd_http(&interp, "POST", path, NULL, NULL, 0, 0);
+	assert_int_equal(r.status, 200);
+	http_result_free(&r);
+	pthread_join(b.thread, NULL);
+	assert_int_equal(b.r.status, 200);
+	json_t *l = lines_of(&b.r);
+	size_t n = json_array_size(l);
+	assert_true(n >= 4);
+	assert_string_equal(type_at(l, 0), "number_of_executions");
+	assert_string_equal(type_at(l, 1), "keepalive");
+	assert_string_equal(type_at(l, n - 2), "error");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(l, n - 2), "name")), "ContextRestarting");
+	assert_string_equal(type_at(l, n - 1), "end_of_execution");
+	json_decref(l);
+	http_result_free(&b.r);
+	/* the restarted context runs the next cell */
+	l = run(ctx, "\"1 + 1\"", NULL);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "text")), "2");
+	json_decref(l);
+	free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_access_token),
 		cmocka_unit_test(test_javascript),
 		cmocka_unit_test(test_bash),
+		cmocka_unit_test(test_keepalive_and_restart_mid_execution),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
