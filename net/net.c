@@ -295,12 +295,28 @@ fail_unlock:
 	return cube_wrap(err, "sandbox network");
 }
 
+/* The header-injecting forwarder runs exactly while the policy has header rules. */
+static int sync_forwarder(struct net_sbx *ns, cube_err *err)
+{
+	if (ns->policy.nrules && !ns->fwd) {
+		ns->fwd = http_fwd_start(G.cfg.loop, ns, err);
+		if (!ns->fwd)
+			return -1;
+	} else if (!ns->policy.nrules && ns->fwd) {
+		http_fwd_stop(ns->fwd);
+		ns->fwd = NULL;
+	}
+	return 0;
+}
+
 void net_sandbox_activate(struct net_sbx *ns)
 {
 	cube_err err = {0};
 	ns->dns = dns_listen(ns, &err);
 	if (!ns->dns)
 		log_error("sandbox %s: DNS resolver: %s", ns->id, err.msg);
+	if (sync_forwarder(ns, &err) < 0)
+		log_error("sandbox %s: header rules: %s", ns->id, err.msg);
 }
 
 /* ---- adopt and reclaim after a restart ---- */
@@ -418,6 +434,8 @@ void net_sandbox_destroy(struct net_sbx *ns)
 		return;
 	if (ns->dns)
 		dns_close(ns->dns);
+	if (ns->fwd)
+		http_fwd_stop(ns->fwd);
 	egress_sandbox_forget(ns->ifindex);
 	cube_err err = {0};
 	if (nl_link_delete(ns->link, &err) < 0)
@@ -439,7 +457,7 @@ int net_sandbox_set_policy(struct net_sbx *ns, const struct net_policy *policy, 
 	for (unsigned i = 0; i < ns->nlearned; i++)
 		egress_learned_del(ns->ifindex, ns->learned[i].addr);
 	ns->nlearned = 0;
-	if (apply_policy(ns, err) < 0)
+	if (apply_policy(ns, err) < 0 || sync_forwarder(ns, err) < 0)
 		return -1;
 	return state_write(ns, err);
 }

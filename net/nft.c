@@ -40,20 +40,23 @@ int nft_setup(const char *instance, const char *link_prefix, const char *pool, c
 		 "add table ip %1$s\n"
 		 "delete table ip %1$s\n"
 		 "table ip %1$s {\n"
+		 "  map http_fwd { type ifname : inet_service; }\n"
+		 "  set http_fwd_in { type ifname . inet_service; }\n"
 		 "  chain input {\n"
 		 "    type filter hook input priority filter - 5; policy accept;\n"
 		 "    iifname \"%2$s*\" ct state established,related accept\n"
 		 "    iifname \"%2$s*\" udp dport 53 accept\n"
-		 "    iifname \"%2$s*\" tcp dport @http_fwd accept\n"
+		 "    iifname . tcp dport @http_fwd_in accept\n"
 		 "    iifname \"%2$s*\" counter drop\n"
 		 "  }\n"
-		 "  set http_fwd { type inet_service; }\n"
+
 		 "  chain forward {\n"
 		 "    type filter hook forward priority filter - 5; policy accept;\n"
 		 "    iifname \"%2$s*\" oifname \"%2$s*\" drop\n"
 		 "  }\n"
 		 "  chain prerouting {\n"
 		 "    type nat hook prerouting priority dstnat; policy accept;\n"
+		 "    iifname \"%2$s*\" tcp dport 80 redirect to :iifname map @http_fwd\n"
 		 "  }\n"
 		 "  chain postrouting {\n"
 		 "    type nat hook postrouting priority srcnat; policy accept;\n"
@@ -69,14 +72,23 @@ int nft_setup(const char *instance, const char *link_prefix, const char *pool, c
 int nft_http_redirect(const char *link, unsigned port, cube_err *err)
 {
 	char cmd[512];
-	if (port)
-		snprintf(cmd, sizeof cmd,
-			 "add element ip %1$s http_fwd { %3$u }\n"
-			 "add rule ip %1$s prerouting iifname \"%2$s\" tcp dport 80 redirect to :%3$u\n",
-			 N.table, link, port);
-	else
-		return 0; /* the rule goes with the link: see net.c (flush on teardown) */
+	snprintf(cmd, sizeof cmd,
+		 "add element ip %1$s http_fwd_in { \"%2$s\" . %3$u }\n"
+		 "add element ip %1$s http_fwd { \"%2$s\" : %3$u }\n",
+		 N.table, link, port);
 	return run(cmd, err);
+}
+
+void nft_http_redirect_remove(const char *link, unsigned port)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof cmd,
+		 "delete element ip %1$s http_fwd { \"%2$s\" }\n"
+		 "delete element ip %1$s http_fwd_in { \"%2$s\" . %3$u }\n",
+		 N.table, link, port);
+	cube_err err = {0};
+	if (run(cmd, &err) < 0)
+		log_warn("network: remove the HTTP redirect of %s: %s", link, err.msg);
 }
 
 void nft_teardown(void)

@@ -8,8 +8,9 @@
 
 /* link_prefix: every sandbox host link starts with it; pool: "198.18.0.0/16". */
 int nft_setup(const char *instance, const char *link_prefix, const char *pool, cube_err *err);
-/* Redirect TCP port 80 from the link to the local forwarder port (0 removes the redirect). */
+/* Redirect TCP port 80 arriving on link to the local forwarder's port (and admit it to the host). */
 int nft_http_redirect(const char *link, unsigned port, cube_err *err);
+void nft_http_redirect_remove(const char *link, unsigned port);
 void nft_teardown(void);
 
 #endif

@@ -7,7 +7,10 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { sleep } from './harness.mjs';
 
 export const ADDR = {
@@ -25,14 +28,18 @@ const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pi
 const tryIp = (...args) => { try { ip(...args); } catch { /* already gone */ } };
 
 const SERVER_PY = `
-import http.server, json, socket, socketserver, sys, threading
+import hashlib, http.server, json, socket, socketserver, sys, threading
 addrs = sys.argv[1].split(',')
 ports = [int(p) for p in sys.argv[2].split(',')]
 udp_port = int(sys.argv[3])
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        # Authorization is echoed only as a hash: the header-injection test must not hand the secret back.
+        hs = {k.lower(): v for k, v in self.headers.items()}
+        if 'authorization' in hs:
+            hs['authorization_sha256'] = hashlib.sha256(hs.pop('authorization').encode()).hexdigest()
         body = json.dumps({'server': self.server.server_address[0], 'port': self.server.server_address[1],
-                           'path': self.path, 'headers': {k.lower(): v for k, v in self.headers.items()}}).encode()
+                           'path': self.path, 'headers': hs}).encode()
         self.send_response(200)
         self.send_header('Content-Type', 'application/json')
         self.send_header('Content-Length', str(len(body)))
@@ -56,6 +63,8 @@ for a in addrs:
 print('ready', flush=True)
 threading.Event().wait()
 `;
+
+export const FLOOD_NAMES = 1100;   // more than cubed's 1024 learned addresses per sandbox
 
 export class FakeInternet {
   constructor() {
@@ -88,6 +97,10 @@ export class FakeInternet {
     ip('rule', 'add', 'to', pool, 'lookup', 'main', 'pref', '99');
     ip('rule', 'add', 'from', pool, 'lookup', table, 'pref', '100');
     const servers = [ADDR.api, ADDR.web, ADDR.other, ADDR.private, ADDR.metadata];
+    // n<i>.flood.example.test -> 100.66.<i/250>.<i%250+1>: distinct addresses for the DNS flood test.
+    this.hostsFile = path.join(os.tmpdir(), `${ns}.hosts`);
+    fs.writeFileSync(this.hostsFile, Array.from({ length: FLOOD_NAMES },
+      (_, i) => `100.66.${Math.floor(i / 250)}.${(i % 250) + 1} n${i}.flood.example.test`).join('\n') + '\n');
     await this.spawnReady('python3', ['-c', SERVER_PY, servers.join(','), `${PORTS.http},${PORTS.odd}`, String(PORTS.udp)]);
     // Authoritative for the test names; everything else is REFUSED (no upstream, no recursion).
     await this.spawnReady('dnsmasq', ['--keep-in-foreground', '--no-resolv', '--no-hosts', '--no-poll',
@@ -95,7 +108,7 @@ export class FakeInternet {
       '--port=53', '--local-ttl=300', '--log-facility=-',
       `--host-record=api.example.test,${ADDR.api}`, `--host-record=web.example.test,${ADDR.web}`,
       `--host-record=example.test,${ADDR.web}`, `--host-record=other.test,${ADDR.other}`,
-      `--host-record=private.test,${ADDR.private}`], 'started');
+      `--host-record=private.test,${ADDR.private}`, `--addn-hosts=${this.hostsFile}`], 'started');
     return this;
   }
 
@@ -126,6 +139,7 @@ export class FakeInternet {
     tryIp('route', 'flush', 'table', this.table);
     tryIp('link', 'del', this.hostLink);   // takes the /32 routes with it
     tryIp('netns', 'del', this.ns);
+    if (this.hostsFile) fs.rmSync(this.hostsFile, { force: true });
   }
 }
 

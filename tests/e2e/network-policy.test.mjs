@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, after } from 'node:test';
 import { useCubed, forEachSdk, ctest, api, dataRequest, waitFor, loadSdk, run, bin } from './harness.mjs';
-import { FakeInternet, ADDR, PORTS, hostListener, probe } from './fakenet.mjs';
+import { createHash, randomBytes } from 'node:crypto';
+import { FakeInternet, ADDR, PORTS, FLOOD_NAMES, hostListener, probe } from './fakenet.mjs';
 
 const inet = new FakeInternet();
 let hostSrv;
@@ -163,6 +164,54 @@ forEachSdk(c, 'allowPublicTraffic=false: the proxy wants the traffic access toke
     assert.equal((await dataRequest(c, { sandboxId: sbx.sandboxId, port: 49983, path: '/health' })).status, 204);
     assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n');
   });
+
+forEachSdk(c, 'a header rule adds the secret at the egress to plain HTTP; the sandbox never sees it',
+  { timeout: 180_000 }, async ({ create }) => {
+    const secret = `Bearer s3cret-${randomBytes(8).toString('hex')}`;
+    const sha = createHash('sha256').update(secret).digest('hex');
+    const sbx = await create({ network: {
+      rules: { 'api.example.test': [{ transform: { headers: { Authorization: secret, 'X-Cube-Rule': 'yes' } } }] },
+    } });
+    const r = await probe(sbx, {
+      api: ['tcp', 'api.example.test', PORTS.http], apiOdd: ['tcp', 'api.example.test', PORTS.odd],
+      web: ['tcp', 'web.example.test', PORTS.http],
+    });
+    ok(r, 'api'); ok(r, 'apiOdd'); ok(r, 'web');
+    const api80 = JSON.parse(r.api.body).headers;
+    assert.equal(api80.authorization_sha256, sha, `the secret was not injected: ${JSON.stringify(api80)}`);
+    assert.equal(api80['x-cube-rule'], 'yes');
+    assert.equal(JSON.parse(r.apiOdd.body).headers.authorization_sha256, undefined, 'injected on a non-HTTP port');
+    assert.equal(JSON.parse(r.web.body).headers.authorization_sha256, undefined, 'injected for another host');
+    // The secret is nowhere the sandbox can look: its environment, files cubed wrote, what the API returns.
+    const token = secret.slice(7);
+    const inside = await sbx.commands.run('cat /proc/1/environ /etc/resolv.conf; env', { user: 'root' });
+    assert.ok(!inside.stdout.includes(token));
+    const detail = await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`);
+    assert.ok(!detail.text.includes(token) && detail.text.includes('***'), detail.text);
+    assert.ok(!(await api(c, 'GET', `/sandboxes/${sbx.sandboxId}/network`)).text.includes(token));
+    // Rules go with an update: without them, nothing is injected any more.
+    await sbx.updateNetwork({});
+    const later = await probe(sbx, { api: ['tcp', 'api.example.test', PORTS.http] });
+    ok(later, 'api');
+    assert.equal(JSON.parse(later.api.body).headers.authorization_sha256, undefined);
+  });
+
+ctest(c, 'a DNS flood does not grow the learned map past its limit; cubed stays healthy', { timeout: 180_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create({ ...c.sdkOpts, allowInternetAccess: false, network: { allowOut: ['*.example.test'] } });
+  try {
+    const py = `import socket\nok = 0\nfor i in range(${FLOOD_NAMES}):\n    try:\n        socket.gethostbyname('n%d.flood.example.test' % i); ok += 1\n    except Exception:\n        pass\nprint(ok)`;
+    const r = await sbx.commands.run(`python3 -c "${py}"`, { timeoutMs: 120_000 });
+    assert.equal(Number(r.stdout.trim()), FLOOD_NAMES, 'every flood name should resolve');
+    const n = await netInfo(sbx.sandboxId);
+    assert.equal(n.learnedLimit, 1024);
+    assert.equal(n.learnedAddresses, 1024, JSON.stringify(n));
+    assert.equal((await api(c, 'GET', '/health', { key: null })).status, 204);
+    assert.equal((await sbx.commands.run('echo alive')).stdout, 'alive\n');
+  } finally {
+    await sbx.kill();
+  }
+});
 
 ctest(c, 'kill removes every link of the sandbox', async () => {
   const { Sandbox } = await loadSdk('e2b-2.51');
