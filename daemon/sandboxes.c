@@ -452,12 +452,39 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		cb(NULL, &err, arg);
 		return;
 	}
-	struct sandbox *sb = sandbox_new();
+	/* The request's egress policy over the template's defaults: the request's internet flag wins when
+	 * given, lists are unions (request entries first). */
+	struct net_policy *policy = malloc(sizeof *policy), *tp = NULL;
+	if (policy) {
+		if (req->network)
+			net_policy_copy(policy, req->network);
+		else
+			net_policy_default(policy);
+	}
+	if (policy && (t->allow_internet || t->network) && (tp = malloc(sizeof *tp)) &&
+	    net_policy_parse(t->allow_internet, t->network, tp, &err) == 0) {
+		int rc = net_policy_merge(policy, tp, &err);
+		net_policy_free(tp);
+		if (rc < 0) {
+			free(tp);
+			net_policy_free(policy);
+			free(policy);
+			adm_release((unsigned)t->memory_mb);
+			cb(NULL, &err, arg);
+			return;
+		}
+	}
+	free(tp);
+	struct sandbox *sb = policy ? sandbox_new() : NULL;
 	struct create_work *cw = calloc(1, sizeof *cw);
 	if (!sb || !cw) {
 		free(cw);
 		if (sb)
 			sandbox_unref(sb);
+		if (policy) {
+			net_policy_free(policy);
+			free(policy);
+		}
 		adm_release((unsigned)t->memory_mb);
 		cube_fail(&err, 500, ENOMEM, "create sandbox");
 		cb(NULL, &err, arg);
@@ -499,10 +526,8 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	cw->envd_config = json_dumps(conf, JSON_COMPACT);
 	json_decref(conf);
-	if (req->network)
-		net_policy_copy(&cw->network, req->network);
-	else
-		net_policy_default(&cw->network);
+	cw->network = *policy; /* takes over its header-rule objects */
+	free(policy);
 	cw->sb = sb;
 	cw->cb = cb;
 	cw->arg = arg;

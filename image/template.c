@@ -2,6 +2,7 @@
  * owners for the sandbox uid range (rootfs_shift.c) and serves lookups by name to the API and runtime.
  * A registry is immutable once published; a reload publishes a new one and retires the old. */
 #include "image/template.h"
+#include "net/policy.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -54,6 +55,8 @@ void tpl_free(struct tpl *t)
 	free_strv(t->layers);
 	free_strv(t->aliases);
 	json_decref(t->envs);
+	json_decref(t->allow_internet);
+	json_decref(t->network);
 	free(t->start_cmd);
 	free(t->start_user);
 	free(t->start_cwd);
@@ -242,6 +245,18 @@ int tpl_load_one(const char *dir, const char *name, struct tpl **out, cube_err *
 	} else {
 		t->envs = json_object();
 	}
+	json_t *tai = json_object_get(root, "allowInternetAccess"), *tnet = json_object_get(root, "network");
+	struct net_policy *tp = malloc(sizeof *tp);
+	cube_err perr = {0};
+	if (!tp || net_policy_parse(tai, tnet, tp, &perr) < 0) {
+		free(tp);
+		cube_fail(err, 500, 0, "%s: %s", path, tp ? perr.msg : "out of memory");
+		goto out;
+	}
+	net_policy_free(tp);
+	free(tp);
+	t->allow_internet = json_is_boolean(tai) ? json_incref(tai) : NULL;
+	t->network = json_is_object(tnet) ? json_incref(tnet) : NULL;
 	if (get_string(root, "startCmd", &t->start_cmd, path, err) < 0 ||
 	    get_string(root, "startUser", &t->start_user, path, err) < 0 ||
 	    get_string(root, "startCwd", &t->start_cwd, path, err) < 0 ||

@@ -29,6 +29,8 @@ struct tpl {
 	char *start_user;   /* startUser (NULL = envd's default user) */
 	char *start_cwd;    /* startCwd (NULL = the user's home) */
 	int ready_port;     /* readyPort: a create returns once this port accepts (0 = don't wait) */
+	json_t *allow_internet; /* allowInternetAccess: the default egress policy (net/policy.h), NULL = unset */
+	json_t *network;    /* network {allowOut, denyOut, rules}: merged under each create's (validated) */
 };
 
 /* Where "layers" entries of template.json are resolved: "sha256/<hex>" names <dir>/sha256/<hex>/rootfs.

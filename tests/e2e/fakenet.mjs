@@ -21,7 +21,7 @@ export const ADDR = {
   metadata: '169.254.169.254',
   dns: '203.0.113.53',
 };
-export const PORTS = { http: 80, odd: 8443, udp: 9999 };
+export const PORTS = { http: 80, odd: 8443, udp: 9999, sink: 5001 };  // sink: counts bytes (benchmarks)
 const UPLINK_HOST = '192.0.2.1', UPLINK_INET = '192.0.2.2';
 
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
@@ -56,6 +56,18 @@ def udp(a):
     while True:
         d, peer = s.recvfrom(2048)
         s.sendto(b'echo:' + a.encode() + b':' + d, peer)
+def sink(conn):
+    n = 0
+    while True:
+        d = conn.recv(1 << 20)
+        if not d: break
+        n += len(d)
+    conn.sendall(str(n).encode()); conn.close()
+def sinks(a):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((a, 5001)); s.listen(64)
+    while True:
+        threading.Thread(target=sink, args=(s.accept()[0],), daemon=True).start()
+threading.Thread(target=sinks, args=(addrs[0],), daemon=True).start()
 for a in addrs:
     for p in ports:
         threading.Thread(target=S((a, p), H).serve_forever, daemon=True).start()

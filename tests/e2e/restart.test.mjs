@@ -129,6 +129,8 @@ ctest(c, 'kill -9 and restart: truthful list, adopted sandboxes work, nothing le
   assert.deepEqual(await listIds(sdk51), []);
   const clean = await waitFor(() => cgroupState(instance).pids.length === 0, 10_000);
   assert.ok(clean, `processes left in instance cgroups: ${cgroupState(instance).pids}`);
+  // The cgroup dirs go right after the last process, in the background destroy: wait for them too.
+  await waitFor(() => ids.every((id) => sandboxDirs(instance, id).length === 0), 10_000);
   for (const id of ids) assert.deepEqual(sandboxDirs(instance, id), [], `cgroup dirs left for ${id}`);
   assert.deepEqual(mountsReferring([c.stateDir, ...ids]), [], 'mounts left on the host');
   const held = netnsInodes();
