@@ -268,6 +268,15 @@ ctest(c, 'tpl create-from-image builds, probes and the SDK runs commands in it b
   assert.equal((await api(c, 'GET', '/templates/aliases/app')).json.templateID, t.templateID);
   assert.equal((await api(c, 'GET', `/templates/${t.templateID}`)).json.templateID, t.templateID);
   assert.equal((await api(c, 'GET', '/templates/nope')).status, 404);
+  const jobId = r.stdout.match(/^job (j\w+)/m)[1];
+  const w = await cli(['tpl', 'watch', '--job-id', jobId]);
+  assert.equal(w.code, 0, w.stderr);
+  assert.match(w.stdout, /^PROBING\nREADY\n/m);
+  const ls = await cli(['tpl', 'list']);
+  assert.match(ls.stdout, new RegExp(`^${t.templateID}\\s+app\\s+1\\s+256\\s+64\\s+3$`, 'm'));
+  const info = JSON.parse((await cli(['tpl', 'info', 'app'])).stdout);
+  assert.equal(info.templateID, t.templateID);
+  assert.equal((await cli(['tpl', 'info', 'nope'])).code, 1);
 
   const { Sandbox } = await loadSdk('e2b-2.51');
   const sbx = await Sandbox.create('app', c.sdkOpts);
@@ -295,6 +304,12 @@ ctest(c, 'tpl create-from-image builds, probes and the SDK runs commands in it b
     } else {
       assert.fail(`no cpu cgroup file for ${sbx.sandboxId}`);
     }
+    // Memory limit: the template's 256 MB (v1 memory.limit_in_bytes or v2 memory.max).
+    const mem = [`/sys/fs/cgroup/memory/cubesandbox/${inst}/${sbx.sandboxId}/memory.limit_in_bytes`,
+      `/sys/fs/cgroup/cubesandbox/${inst}/${sbx.sandboxId}/memory.max`,
+      `/sys/fs/cgroup/unified/cubesandbox/${inst}/${sbx.sandboxId}/memory.max`].find((p) => fs.existsSync(p));
+    assert.ok(mem, 'no memory cgroup file');
+    assert.equal(Number(fs.readFileSync(mem, 'utf8')), 256 * 1024 * 1024);
     const dd = await sbx.commands.run('dd if=/dev/zero of=/tmp/fill bs=1M count=100', { user: 'root' }).catch((e) => e);
     assert.match(String(dd.stderr ?? dd.result?.stderr ?? dd), /No space left on device/);
 
@@ -461,7 +476,16 @@ ctest(c, 'delete removes templates and garbage-collects their layers', async () 
   const users = (await api(c, 'GET', '/templates')).json
     .filter((t) => t.layers[0] === app.layers[0] || t.aliases.includes('big')).map((t) => t.templateID);
   assert.equal(users.length, 7, JSON.stringify(users));
-  for (const ref of users) {
+  // In use: refused without --force; --force kills the sandbox first.
+  const sb = await api(c, 'POST', '/sandboxes', { body: { templateID: 'big', timeout: 60 } });
+  assert.equal(sb.status, 201, sb.text);
+  const refused = await cli(['tpl', 'delete', 'big']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /409: template '\w+' is used by 1 sandbox/);
+  const forced = await cli(['tpl', 'delete', 'big', '--force']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.equal((await api(c, 'GET', `/sandboxes/${sb.json.sandboxID}`)).status, 404);
+  for (const ref of users.filter((id) => id !== sb.json.templateID)) {
     const r = await cli(['tpl', 'delete', ref]);
     assert.equal(r.code, 0, r.stderr);
   }
