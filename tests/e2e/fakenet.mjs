@@ -22,7 +22,6 @@ export const ADDR = {
   dns: '203.0.113.53',
 };
 export const PORTS = { http: 80, odd: 8443, udp: 9999, sink: 5001 };  // sink: counts bytes (benchmarks)
-const UPLINK_HOST = '192.0.2.1', UPLINK_INET = '192.0.2.2';
 
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 const tryIp = (...args) => { try { ip(...args); } catch { /* already gone */ } };
@@ -86,23 +85,28 @@ export class FakeInternet {
     this.table = String(20000 + (parseInt(tag, 16) % 10000));
     // The sandbox pool of the cubed under test: 198.19.N.0/24 (benchmark range, not the default pool).
     this.pool = `198.19.${1 + (parseInt(tag, 16) % 250)}.0/24`;
+    // The host <-> fake-internet link: a /30 in 198.19.0.0/24, which no pool above uses. (Never a
+    // documentation range such as 192.0.2.0/24: hosts, CI machines among them, may use it for real.)
+    const q = 4 * (parseInt(tag, 16) % 64);
+    this.uplinkHost = `198.19.0.${q + 1}`;
+    this.uplinkInet = `198.19.0.${q + 2}`;
     this.procs = [];
   }
 
   async start() {
-    const { ns, hostLink, table, pool } = this;
+    const { ns, hostLink, table, pool, uplinkHost, uplinkInet } = this;
     ip('netns', 'add', ns);
     ip('link', 'add', hostLink, 'type', 'veth', 'peer', 'name', 'uplink', 'netns', ns);
-    ip('addr', 'add', `${UPLINK_HOST}/30`, 'dev', hostLink);
+    ip('addr', 'add', `${uplinkHost}/30`, 'dev', hostLink);
     ip('link', 'set', hostLink, 'up');
     ip('-n', ns, 'link', 'set', 'lo', 'up');
-    ip('-n', ns, 'addr', 'add', `${UPLINK_INET}/30`, 'dev', 'uplink');
+    ip('-n', ns, 'addr', 'add', `${uplinkInet}/30`, 'dev', 'uplink');
     ip('-n', ns, 'link', 'set', 'uplink', 'up');
     // No default route in the fake internet: it answers only the (masqueraded) uplink address.
     for (const a of Object.values(ADDR)) {
       ip('-n', ns, 'addr', 'add', `${a}/32`, 'dev', 'lo');
-      ip('route', 'add', `${a}/32`, 'via', UPLINK_INET, 'dev', hostLink);
-      ip('route', 'add', `${a}/32`, 'via', UPLINK_INET, 'dev', hostLink, 'table', table);
+      ip('route', 'add', `${a}/32`, 'via', uplinkInet, 'dev', hostLink);
+      ip('route', 'add', `${a}/32`, 'via', uplinkInet, 'dev', hostLink, 'table', table);
     }
     ip('route', 'add', 'unreachable', 'default', 'table', table);
     // Traffic to the pool (cubed's DNS answers from a gateway address) keeps using the main table.
