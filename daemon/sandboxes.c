@@ -454,27 +454,13 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	/* The request's egress policy over the template's defaults: the request's internet flag wins when
 	 * given, lists are unions (request entries first). */
-	struct net_policy *policy = malloc(sizeof *policy), *tp = NULL;
-	if (policy) {
-		if (req->network)
-			net_policy_copy(policy, req->network);
-		else
-			net_policy_default(policy);
+	struct net_policy *policy = malloc(sizeof *policy);
+	if (policy && net_policy_for_create(req->network, t->allow_internet, t->network, policy, &err) < 0) {
+		free(policy);
+		adm_release((unsigned)t->memory_mb);
+		cb(NULL, &err, arg);
+		return;
 	}
-	if (policy && (t->allow_internet || t->network) && (tp = malloc(sizeof *tp)) &&
-	    net_policy_parse(t->allow_internet, t->network, tp, &err) == 0) {
-		int rc = net_policy_merge(policy, tp, &err);
-		net_policy_free(tp);
-		if (rc < 0) {
-			free(tp);
-			net_policy_free(policy);
-			free(policy);
-			adm_release((unsigned)t->memory_mb);
-			cb(NULL, &err, arg);
-			return;
-		}
-	}
-	free(tp);
 	struct sandbox *sb = policy ? sandbox_new() : NULL;
 	struct create_work *cw = calloc(1, sizeof *cw);
 	if (!sb || !cw) {

@@ -462,6 +462,17 @@ int net_sandbox_set_policy(struct net_sbx *ns, const struct net_policy *policy, 
 	return state_write(ns, err);
 }
 
+int net_sandbox_claim(struct net_sbx *ns, const struct net_policy *policy, cube_err *err)
+{
+	if (net_sandbox_set_policy(ns, policy, err) < 0)
+		return -1;
+	ns->policy.public_traffic = policy->public_traffic;
+	ns->traffic_token[0] = '\0';
+	if (!policy->public_traffic)
+		cube_random_hex(ns->traffic_token, 20);
+	return state_write(ns, err);
+}
+
 const struct net_policy *net_sandbox_policy(const struct net_sbx *ns)
 {
 	return &ns->policy;

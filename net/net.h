@@ -43,6 +43,9 @@ int net_reclaim(const char *const *live, size_t n, cube_err *err);
 void net_sandbox_destroy(struct net_sbx *ns);
 /* Loop thread: replace the policy (new connections obey it when this returns). */
 int net_sandbox_set_policy(struct net_sbx *ns, const struct net_policy *policy, cube_err *err);
+/* Loop thread: a pre-warmed sandbox is claimed by a create: its whole policy becomes the create's
+ * (build it with net_policy_for_create), allowPublicTraffic included (false issues a traffic token). */
+int net_sandbox_claim(struct net_sbx *ns, const struct net_policy *policy, cube_err *err);
 const struct net_policy *net_sandbox_policy(const struct net_sbx *ns);
 /* "" unless created with allowPublicTraffic=false. */
 const char *net_sandbox_traffic_token(const struct net_sbx *ns);

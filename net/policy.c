@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,31 @@ int net_policy_merge(struct net_policy *req, const struct net_policy *tpl, cube_
 		req->rules[req->nrules++].headers = json_deep_copy(tpl->rules[i].headers);
 	}
 	return 0;
+}
+
+int net_policy_for_create(const struct net_policy *req, json_t *tpl_allow_internet, json_t *tpl_network,
+			  struct net_policy *out, cube_err *err)
+{
+	if (req)
+		net_policy_copy(out, req);
+	else
+		net_policy_default(out);
+	if (!tpl_allow_internet && !tpl_network)
+		return 0;
+	struct net_policy *tp = malloc(sizeof *tp);
+	if (!tp) {
+		net_policy_free(out);
+		return cube_fail(err, 500, ENOMEM, "network policy");
+	}
+	int rc = net_policy_parse(tpl_allow_internet, tpl_network, tp, err);
+	if (rc == 0) {
+		rc = net_policy_merge(out, tp, err);
+		net_policy_free(tp);
+	}
+	free(tp);
+	if (rc < 0)
+		net_policy_free(out);
+	return rc;
 }
 
 void net_policy_free(struct net_policy *p)

@@ -47,6 +47,10 @@ int net_policy_parse(json_t *allow_internet, json_t *network, struct net_policy 
 /* The template's defaults under the request: the request's internet flag wins when given, lists are
  * appended without duplicates, request rules before template rules. */
 int net_policy_merge(struct net_policy *req, const struct net_policy *tpl, cube_err *err);
+/* The policy a create gets: the request's (NULL = default) over the template's defaults (template.json
+ * "allowInternetAccess" / "network", either may be NULL), merged as above. out is freed on failure. */
+int net_policy_for_create(const struct net_policy *req, json_t *tpl_allow_internet, json_t *tpl_network,
+			  struct net_policy *out, cube_err *err);
 void net_policy_free(struct net_policy *p);   /* the header-rule objects */
 int net_policy_copy(struct net_policy *dst, const struct net_policy *src);
 /* {"allow_internet_access":..,"allowOut":[..],"denyOut":[..],"allowPublicTraffic":..,"rules":{..}} */

@@ -213,6 +213,28 @@ ctest(c, 'a DNS flood does not grow the learned map past its limit; cubed stays 
   }
 });
 
+ctest(c, 'after kill -9 and a restart of cubed the adopted sandbox keeps its address, policy and header rules; then nothing is left',
+  { timeout: 180_000 }, async () => {
+    const { Sandbox } = await loadSdk('e2b-2.51');
+    const before = instanceLinks();
+    const secret = `Bearer r-${randomBytes(6).toString('hex')}`;
+    const sbx = await Sandbox.create({ ...c.sdkOpts, network: { denyOut: [ADDR.web], allowPublicTraffic: false,
+      rules: { 'api.example.test': [{ transform: { headers: { Authorization: secret } } }] } } });
+    const info = await netInfo(sbx.sandboxId);
+    await c.kill9();
+    await c.restart();
+    assert.deepEqual(await netInfo(sbx.sandboxId), info, 'address or policy changed across the restart');
+    const r = await probe(sbx, { web: ['tcp', ADDR.web, PORTS.http], api: ['tcp', 'api.example.test', PORTS.http] });
+    blocked(r, 'web');
+    ok(r, 'api');
+    assert.equal(JSON.parse(r.api.body).headers.authorization_sha256, createHash('sha256').update(secret).digest('hex'));
+    const again = await Sandbox.connect(sbx.sandboxId, c.sdkOpts);
+    assert.equal(again.trafficAccessToken, sbx.trafficAccessToken, 'the traffic token changed');
+    assert.equal((await dataRequest(c, { sandboxId: sbx.sandboxId, port: 8080 })).status, 403);
+    await sbx.kill();
+    assert.ok(await waitFor(() => instanceLinks().length === before.length, 5_000), `links left: ${instanceLinks()}`);
+  });
+
 ctest(c, 'kill removes every link of the sandbox', async () => {
   const { Sandbox } = await loadSdk('e2b-2.51');
   const before = instanceLinks().length;

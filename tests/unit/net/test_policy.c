@@ -131,6 +131,39 @@ static void test_merge(void **state)
 	free(tpl);
 }
 
+static void test_for_create(void **state)
+{
+	(void)state;
+	struct net_policy *req = malloc(sizeof *req), *out = malloc(sizeof *out);
+	json_t *t_off = load("false"), *t_net = load("{\"allowOut\":[\"*.pkg.test\"],\"denyOut\":[\"10.0.0.0/8\"]}");
+	json_t *on = load("true"), *r_net = load("{\"allowOut\":[\"1.2.3.4\"]}");
+	/* no request policy: the template's */
+	assert_int_equal(net_policy_for_create(NULL, t_off, t_net, out, NULL), 0);
+	assert_int_equal(out->internet, 0);
+	assert_true(net_policy_domain_allowed(out, "a.pkg.test"));
+	net_policy_free(out);
+	/* the request's explicit flag wins, lists are unions */
+	assert_int_equal(net_policy_parse(on, r_net, req, NULL), 0);
+	assert_int_equal(net_policy_for_create(req, t_off, t_net, out, NULL), 0);
+	assert_int_equal(out->internet, 1);
+	assert_int_equal(out->nallow, 1);
+	assert_int_equal(out->ndeny, 1);
+	assert_int_equal(out->ndomains, 1);
+	net_policy_free(out);
+	/* an invalid template default fails the create with a message */
+	json_t *bad = load("{\"denyOut\":[\"x.test\"]}");
+	cube_err err = {0};
+	assert_int_equal(net_policy_for_create(req, NULL, bad, out, &err), -1);
+	assert_non_null(strstr(err.msg, "denyOut"));
+	json_decref(bad);
+	json_decref(t_off);
+	json_decref(t_net);
+	json_decref(on);
+	json_decref(r_net);
+	free(req);
+	free(out);
+}
+
 static void test_header_rule(void **state)
 {
 	(void)state;
@@ -159,6 +192,7 @@ int main(void)
 		cmocka_unit_test(test_domain_match),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_header_rule),
+		cmocka_unit_test(test_for_create),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
