@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { before, after } from 'node:test';
 import { useCubed, forEachSdk, ctest, api, dataRequest, waitFor, loadSdk, run, bin } from './harness.mjs';
@@ -48,9 +49,16 @@ forEachSdk(c, 'default policy: internet and DNS yes; metadata, private ranges, t
       byName: ['tcp', 'api.example.test', PORTS.http],
       metadata: ['tcp', ADDR.metadata, PORTS.http], private: ['tcp', ADDR.private, PORTS.http],
       privateUdp: ['udp', ADDR.private, PORTS.udp], metadataUdp: ['udp', ADDR.metadata, PORTS.udp],
-      hostGw: ['tcp', na.gateway, port], hostUplink: ['tcp', '192.0.2.1', port], hostApi: ['tcp', na.gateway, c.apiPort],
+      hostGw: ['tcp', na.gateway, port], hostUplink: ['tcp', inet.uplinkHost, port], hostApi: ['tcp', na.gateway, c.apiPort],
       sandbox: ['tcp', nb.address, 8080],
     });
+    // The host's own addresses on its other interfaces (delivered locally, so this never leaves the host).
+    const own = Object.entries(os.networkInterfaces()).filter(([n]) => !n.startsWith('cb') && n !== 'lo')
+      .flatMap(([, as]) => as).filter((a) => a.family === 'IPv4').map((a) => a.address);
+    if (own.length) {
+      const h = await probe(a, Object.fromEntries(own.map((addr, i) => [`host${i}`, ['tcp', addr, port]])));
+      for (const k of Object.keys(h)) blocked(h, k);
+    }
     ok(r, 'web'); served(r, 'web', ADDR.web);
     ok(r, 'odd'); ok(r, 'udp'); ok(r, 'byName'); served(r, 'byName', ADDR.api);
     for (const k of ['metadata', 'private', 'privateUdp', 'metadataUdp', 'hostGw', 'hostUplink', 'hostApi', 'sandbox']) blocked(r, k);
