@@ -512,6 +512,43 @@ static int run_probe(struct job *j, cube_err *err)
 			 port, path, budget, why, tail[0] ? "; last output: " : "", tail);
 }
 
+/* Unpack layer i of the job's image into the store (once) and drop its blob. */
+static int unpack_layer(struct job *j, const struct reg_layer *l, size_t i, cube_err *err)
+{
+	struct unpack_opts o = {.uid_base = T.cfg.uid_base, .uid_count = T.cfg.uid_count,
+				.max_bytes = (unsigned long long)req_int(j, "maxLayerBytes", 0)};
+	char blob[PATH_MAX + 128];
+	snprintf(blob, sizeof blob, "%s/%s", T.blobs_dir, l->hex);
+	if (layer_store_has(T.layers_dir, l->hex)) {
+		unlink(blob);
+		return 0;
+	}
+	struct unpack_stats st;
+	if (layer_store_unpack(T.layers_dir, l->hex, blob, &o, &st, err) < 0)
+		return cube_wrap(err, "layer %zu (sha256:%.12s)", i, l->hex);
+	unlink(blob); /* the unpacked tree is what is kept */
+	log_info("template job %s: layer sha256:%.12s: %llu entries, %llu bytes%s", j->id, l->hex, st.entries, st.bytes,
+		 st.devices_skipped ? " (device nodes skipped)" : "");
+	return 0;
+}
+
+struct fetch_ctx {
+	struct job *j;
+	const struct reg_image *img;
+};
+
+static void on_fetch_progress(size_t i, long long done, void *arg)
+{
+	on_progress(i, done, ((struct fetch_ctx *)arg)->j);
+}
+
+/* A blob is complete: unpack it now, while the other blobs still download. */
+static int on_fetched(size_t i, void *arg, cube_err *err)
+{
+	struct fetch_ctx *f = arg;
+	return unpack_layer(f->j, &f->img->layers[i], i, err);
+}
+
 /* An archive on this host instead of a registry: the blobs are imported, nothing is left to download. */
 static int import_archive(struct job *j, struct reg_image *img, cube_err *err)
 {
@@ -576,32 +613,21 @@ static int pull(struct job *j, struct reg_image *img, cube_err *err)
 	j->pull_base_bytes = base;
 	json_object_set_new(j->doc, "manifestDigest", json_string(img->manifest_digest));
 	pthread_mutex_unlock(&T.lock);
-	rc = reg_fetch_layers(r, img->layers, img->n_layers, skip, T.blobs_dir, PARALLEL_BLOBS, on_progress, j, err);
+	struct fetch_ctx f = {.j = j, .img = img};
+	rc = reg_fetch_layers(r, img->layers, img->n_layers, skip, T.blobs_dir, PARALLEL_BLOBS, on_fetch_progress,
+			      on_fetched, &f, err);
 	free(skip);
 out:
 	reg_close(r);
 	return rc;
 }
 
+/* Layers not unpacked during the download (archives, and blobs found complete from an earlier run). */
 static int unpack_all(struct job *j, const struct reg_image *img, cube_err *err)
 {
-	struct unpack_opts o = {.uid_base = T.cfg.uid_base, .uid_count = T.cfg.uid_count,
-				.max_bytes = (unsigned long long)req_int(j, "maxLayerBytes", 0)};
-	for (size_t i = 0; i < img->n_layers; i++) {
-		const char *hex = img->layers[i].hex;
-		char blob[PATH_MAX + 128];
-		snprintf(blob, sizeof blob, "%s/%s", T.blobs_dir, hex);
-		if (layer_store_has(T.layers_dir, hex)) {
-			unlink(blob);
-			continue;
-		}
-		struct unpack_stats st;
-		if (layer_store_unpack(T.layers_dir, hex, blob, &o, &st, err) < 0)
-			return cube_wrap(err, "layer %zu (sha256:%.12s)", i, hex);
-		unlink(blob); /* the unpacked tree is what is kept */
-		log_info("template job %s: layer sha256:%.12s: %llu entries, %llu bytes%s", j->id, hex, st.entries,
-			 st.bytes, st.devices_skipped ? " (device nodes skipped)" : "");
-	}
+	for (size_t i = 0; i < img->n_layers; i++)
+		if (unpack_layer(j, &img->layers[i], i, err) < 0)
+			return -1;
 	return 0;
 }
 

@@ -700,6 +700,7 @@ struct pool {
 	size_t n, next;
 	const char *blob_dir;
 	reg_progress_fn progress;
+	reg_done_fn done;
 	void *arg;
 	pthread_mutex_t lock;
 	int failed;
@@ -719,7 +720,8 @@ static void *worker(void *arg)
 		if (p->skip && p->skip[i])
 			continue;
 		cube_err err = {0};
-		if (fetch_blob(p->r, &p->layers[i], i, p->blob_dir, p->progress, p->arg, &err) < 0) {
+		if (fetch_blob(p->r, &p->layers[i], i, p->blob_dir, p->progress, p->arg, &err) < 0 ||
+		    (p->done && p->done(i, p->arg, &err) < 0)) {
 			pthread_mutex_lock(&p->lock);
 			if (!p->failed++)
 				p->err = err;
@@ -730,12 +732,13 @@ static void *worker(void *arg)
 }
 
 int reg_fetch_layers(struct registry *r, const struct reg_layer *layers, size_t n, const bool *skip,
-		     const char *blob_dir, int parallel, reg_progress_fn progress, void *arg, cube_err *err)
+		     const char *blob_dir, int parallel, reg_progress_fn progress, reg_done_fn done, void *arg,
+		     cube_err *err)
 {
 	if (cube_mkdir_p(blob_dir, 0700) < 0)
 		return cube_fail(err, 500, errno, "blob dir %s", blob_dir);
 	struct pool p = {.r = r, .layers = layers, .skip = skip, .n = n, .blob_dir = blob_dir,
-			 .progress = progress, .arg = arg};
+			 .progress = progress, .done = done, .arg = arg};
 	pthread_mutex_init(&p.lock, NULL);
 	if (parallel < 1)
 		parallel = 1;

@@ -51,11 +51,16 @@ int reg_get_image(struct registry *r, struct reg_image *out, cube_err *err);
 /* Progress of one blob: called from the downloading thread with the bytes present so far. */
 typedef void (*reg_progress_fn)(size_t layer, long long done, void *arg);
 
+/* Called in the downloading thread once layer i's blob is complete and verified (e.g. to unpack it while
+ * other blobs still download); a negative return fails the whole fetch with err. */
+typedef int (*reg_done_fn)(size_t layer, void *arg, cube_err *err);
+
 /* Download layers[i] to <blob_dir>/<hex> for every i, `parallel` at a time, skipping those whose index
  * skip[i] is true. Partial files (<hex>.partial) are resumed. Each blob's digest and size are checked
- * before it gets its final name. Thread-safe progress callbacks. */
+ * before it gets its final name. Thread-safe progress callbacks; done may be NULL. */
 int reg_fetch_layers(struct registry *r, const struct reg_layer *layers, size_t n, const bool *skip,
-		     const char *blob_dir, int parallel, reg_progress_fn progress, void *arg, cube_err *err);
+		     const char *blob_dir, int parallel, reg_progress_fn progress, reg_done_fn done, void *arg,
+		     cube_err *err);
 
 /* Compressed-size sanity limit for a single blob (absurd sizes are refused before download). */
 #define REG_MAX_BLOB_BYTES (16LL << 30)
