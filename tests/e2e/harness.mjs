@@ -139,6 +139,9 @@ async function reapInstance(stateDir) {
   return killed;
 }
 
+const liveCubeds = new Set();
+process.once('exit', () => { for (const p of liveCubeds) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
+
 // A running cubed instance owned by one test file.
 export class Cubed {
   constructor({ extraArgs = [] } = {}) {
@@ -184,6 +187,11 @@ export class Cubed {
     fs.writeSync(logFd, `\n=== ${new Date().toISOString()} cubed ${args.join(' ')}\n`);
     const proc = spawn(bin.cubed, args, { stdio: ['ignore', logFd, logFd] });
     fs.closeSync(logFd);
+    // If a hook fails, node's test runner may skip the after() that stops us: never let a running cubed
+    // keep the test process (and CI) alive, and never leave it behind when the process ends.
+    proc.unref();
+    liveCubeds.add(proc);
+    proc.once('exit', () => liveCubeds.delete(proc));
     this.proc = proc;
     this.exited = new Promise((resolve) => proc.once('exit', (code, sig) => resolve({ code, sig })));
     let dead = null;
