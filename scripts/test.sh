@@ -76,7 +76,8 @@ if [ "${CUBE_SKIP_E2E:-}" != 1 ]; then
 	tap="$LOG_DIR/e2e.tap"
 	rc=0
 	# Human output on stdout; TAP in a file for the counts.
-	node --test --test-concurrency=1 --test-timeout=900000 \
+	# Bounded as a whole, so a wedged test file fails CI in minutes instead of using up its time.
+	timeout --kill-after=30s "${CUBE_E2E_TIMEOUT:-45m}" node --test --test-concurrency=1 --test-timeout=900000 \
 		--test-reporter=spec --test-reporter-destination=stdout \
 		--test-reporter=tap --test-reporter-destination="$tap" \
 		"${files[@]}" </dev/null || rc=$?
