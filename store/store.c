@@ -37,11 +37,17 @@ static const char *const migrations[] = {
 	"CREATE INDEX sandbox_logs_by_sandbox ON sandbox_logs (sandbox_id, ts_ms, seq);",
 	/* 1 -> 2: template build jobs, one JSON document each (daemon/templates.c) */
 	"CREATE TABLE template_jobs (id TEXT PRIMARY KEY, doc TEXT NOT NULL, created_ms INTEGER NOT NULL);",
+	/* 2 -> 3: pause state and the create-time lifecycle (timeout_s: the TTL an auto-resume grants). */
+	"ALTER TABLE sandboxes ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN auto_pause INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE sandboxes ADD COLUMN timeout_s INTEGER NOT NULL DEFAULT 0;",
 };
 
 enum stmt_id {
 	ST_SBX_PUT,
 	ST_SBX_SET_END,
+	ST_SBX_SET_PAUSED,
 	ST_SBX_DELETE,
 	ST_SBX_ALL,
 	ST_KEY_INSERT,
@@ -60,12 +66,15 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SBX_PUT] = "INSERT OR REPLACE INTO sandboxes (id, template_id, metadata, env_vars, access_token,"
-		       " started_ms, end_ms, cpu_count, memory_mb, disk_mb, pid, start_time)"
-		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		       " started_ms, end_ms, cpu_count, memory_mb, disk_mb, pid, start_time, paused, auto_pause,"
+		       " auto_resume, timeout_s)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
 	[ST_SBX_SET_END] = "UPDATE sandboxes SET end_ms = ?2 WHERE id = ?1",
+	[ST_SBX_SET_PAUSED] = "UPDATE sandboxes SET paused = ?2, end_ms = ?3 WHERE id = ?1",
 	[ST_SBX_DELETE] = "DELETE FROM sandboxes WHERE id = ?1",
 	[ST_SBX_ALL] = "SELECT id, template_id, metadata, env_vars, access_token, started_ms, end_ms, cpu_count,"
-		       " memory_mb, disk_mb, pid, start_time FROM sandboxes ORDER BY started_ms, id",
+		       " memory_mb, disk_mb, pid, start_time, paused, auto_pause, auto_resume, timeout_s"
+		       " FROM sandboxes ORDER BY started_ms, id",
 	[ST_KEY_INSERT] = "INSERT INTO api_keys (id, name, hash, prefix, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_KEY_BY_HASH] = "SELECT id, hash, last_used_ms FROM api_keys WHERE hash = ?1",
 	[ST_KEY_TOUCH] = "UPDATE api_keys SET last_used_ms = ?2 WHERE id = ?1",
@@ -228,7 +237,22 @@ int store_sandbox_put(const struct store_sandbox *sb, cube_err *err)
 	sqlite3_bind_int64(s, 10, sb->disk_mb);
 	sqlite3_bind_int64(s, 11, sb->pid);
 	sqlite3_bind_int64(s, 12, (sqlite3_int64)sb->start_time);
+	sqlite3_bind_int(s, 13, sb->paused != 0);
+	sqlite3_bind_int(s, 14, sb->auto_pause != 0);
+	sqlite3_bind_int(s, 15, sb->auto_resume != 0);
+	sqlite3_bind_int64(s, 16, sb->timeout_s);
 	return exec_write(s, "save sandbox", err);
+}
+
+int store_sandbox_set_paused(const char *id, int paused, long long end_ms, cube_err *err)
+{
+	sqlite3_stmt *s = stmt(ST_SBX_SET_PAUSED);
+	if (!s)
+		return db_fail(err, "set sandbox pause state");
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, paused != 0);
+	sqlite3_bind_int64(s, 3, end_ms);
+	return exec_write(s, "set sandbox pause state", err);
 }
 
 int store_sandbox_set_end(const char *id, long long end_ms, cube_err *err)
@@ -316,6 +340,10 @@ int store_sandbox_load_all(void (*fn)(const struct store_sandbox *s, void *arg),
 			.disk_mb = (unsigned)sqlite3_column_int64(s, 9),
 			.pid = (int)sqlite3_column_int64(s, 10),
 			.start_time = (unsigned long long)sqlite3_column_int64(s, 11),
+			.paused = sqlite3_column_int(s, 12),
+			.auto_pause = sqlite3_column_int(s, 13),
+			.auto_resume = sqlite3_column_int(s, 14),
+			.timeout_s = (int)sqlite3_column_int64(s, 15),
 		};
 	}
 	sqlite3_reset(s);

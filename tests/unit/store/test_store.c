@@ -56,6 +56,7 @@ struct collected {
 	int pid[8];
 	unsigned long long start_time[8];
 	unsigned cpu[8], mem[8], disk[8];
+	int paused[8], auto_pause[8], auto_resume[8], timeout_s[8];
 };
 
 static void collect(const struct store_sandbox *s, void *arg)
@@ -73,6 +74,10 @@ static void collect(const struct store_sandbox *s, void *arg)
 	c->cpu[i] = s->cpu_count;
 	c->mem[i] = s->memory_mb;
 	c->disk[i] = s->disk_mb;
+	c->paused[i] = s->paused;
+	c->auto_pause[i] = s->auto_pause;
+	c->auto_resume[i] = s->auto_resume;
+	c->timeout_s[i] = s->timeout_s;
 }
 
 static void collected_free(struct collected *c)
@@ -88,7 +93,8 @@ static void put(const char *id, long long started, const char *token, json_t *me
 	struct store_sandbox s = {
 		.id = id, .template_id = "base", .metadata = meta, .env_vars = envs, .access_token = token,
 		.started_ms = started, .end_ms = started + 300000, .cpu_count = 2, .memory_mb = 512, .disk_mb = 1024,
-		.pid = 4242, .start_time = 1234567890123ULL,
+		.pid = 4242, .start_time = 1234567890123ULL, .auto_pause = *token != 0, .auto_resume = 1,
+		.timeout_s = 300,
 	};
 	assert_int_equal(store_sandbox_put(&s, &err), 0);
 	json_decref(envs);
@@ -116,7 +122,21 @@ static void test_sandbox_put_load_delete(void **state)
 	assert_int_equal(c.cpu[0], 2);
 	assert_int_equal(c.mem[0], 512);
 	assert_int_equal(c.disk[0], 1024);
+	assert_int_equal(c.paused[0], 0);
+	assert_int_equal(c.auto_pause[0], 1);
+	assert_int_equal(c.auto_pause[1], 0);
+	assert_int_equal(c.auto_resume[0], 1);
+	assert_int_equal(c.timeout_s[0], 300);
 	collected_free(&c);
+
+	/* pause state and deadline change together */
+	assert_int_equal(store_sandbox_set_paused("ib", 1, 0, &err), 0);
+	memset(&c, 0, sizeof c);
+	assert_int_equal(store_sandbox_load_all(collect, &c, &err), 0);
+	assert_int_equal(c.paused[1], 1);
+	assert_int_equal(c.end_ms[1], 0);
+	collected_free(&c);
+	assert_int_equal(store_sandbox_set_paused("ib", 0, 302000, &err), 0);
 
 	/* put replaces, set_end updates, delete removes */
 	put("ia", 1000, "tok456", meta);
@@ -386,7 +406,7 @@ static void test_schema_version_and_wal(void **state)
 	assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
 	int version = sqlite3_column_int(s, 0);
-	assert_true(version >= 1);
+	assert_true(version >= 3);
 	sqlite3_finalize(s);
 	assert_int_equal(sqlite3_prepare_v2(raw, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
