@@ -31,7 +31,7 @@ json_t *api_listed_sandbox_json(const struct sandbox *sb)
 			      "clientID", SBX_CLIENT_ID, "startedAt", api_time_json(sb->started_ms),
 			      "endAt", api_time_json(sb->end_ms), "cpuCount", (int)sb->cpu_count,
 			      "memoryMB", (int)sb->memory_mb, "diskSizeMB", (int)sb->disk_mb,
-			      "metadata", sb->metadata, "state", "running", "envdVersion", ENVD_VERSION,
+			      "metadata", sb->metadata, "state", sb->state == SBX_PAUSED ? "paused" : "running", "envdVersion", ENVD_VERSION,
 			      "volumeMounts");
 	return o;
 }
@@ -51,6 +51,7 @@ json_t *api_sandbox_detail_json(const struct sandbox *sb)
 		json_object_del(net, "allow_internet_access");
 		json_object_set_new(o, "network", net);
 	}
-	json_object_set_new(o, "lifecycle", json_pack("{s:b,s:s}", "autoResume", 0, "onTimeout", "kill"));
+	json_object_set_new(o, "lifecycle", json_pack("{s:b,s:s}", "autoResume", sb->auto_resume, "onTimeout",
+						      sb->auto_pause ? "pause" : "kill"));
 	return o;
 }

@@ -1,6 +1,5 @@
 /* GET /v2/sandboxes (filters, order, limit, X-Next-Token pagination, X-Total-Running) and the
- * deprecated GET /sandboxes (running only, metadata filter, no pagination). Only running sandboxes
- * exist for now; a state filter that asks for paused ones only therefore yields []. */
+ * deprecated GET /sandboxes (running only, metadata filter, no pagination). */
 #include "api/internal.h"
 
 #include <stdio.h>
@@ -21,7 +20,7 @@ struct selection {
 static int wanted(const struct sandbox *sb, const struct selection *sel)
 {
 	const struct api_list_query *q = sel->q;
-	if (sb->state != SBX_RUNNING || !q->running)
+	if (!(sb->state == SBX_RUNNING && q->running) && !(sb->state == SBX_PAUSED && q->paused))
 		return 0;
 	if (sb->started_ms < q->started_after_ms)
 		return 0;
@@ -50,7 +49,8 @@ static void collect(struct sandbox *sb, void *arg)
 	struct selection *sel = arg;
 	if (!wanted(sb, sel))
 		return;
-	sel->total_running++;
+	if (sb->state == SBX_RUNNING)
+		sel->total_running++;
 	if (!after_cursor(sb, sel->q))
 		return;
 	if (sel->n == sel->cap) {

@@ -10,7 +10,7 @@
 #include "common/metrics.h"
 
 struct state_counts {
-	unsigned starting, running, killing;
+	unsigned starting, running, paused, killing;
 };
 
 static void count_state(struct sandbox *sb, void *arg)
@@ -20,6 +20,8 @@ static void count_state(struct sandbox *sb, void *arg)
 		c->starting++;
 	else if (sb->state == SBX_RUNNING)
 		c->running++;
+	else if (sb->state == SBX_PAUSED)
+		c->paused++;
 	else
 		c->killing++;
 }
@@ -33,6 +35,7 @@ static void collect_states(FILE *out, void *arg)
 	      "# TYPE cube_sandboxes gauge\n", out);
 	metrics_sample(out, "cube_sandboxes", "state=\"starting\"", c.starting);
 	metrics_sample(out, "cube_sandboxes", "state=\"running\"", c.running);
+	metrics_sample(out, "cube_sandboxes", "state=\"paused\"", c.paused);
 	metrics_sample(out, "cube_sandboxes", "state=\"killing\"", c.killing);
 }
 

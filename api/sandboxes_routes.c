@@ -64,7 +64,8 @@ static void create(http_req *req, const char *body, size_t len, int v2)
 	http_req_on_close(req, create_client_gone);
 	struct sbx_create_req cr = {
 		.template_ref = b.template_id, .metadata = b.metadata, .env_vars = b.env_vars,
-		.timeout_s = b.timeout_s, .secure = b.secure, .network = b.network,
+		.timeout_s = b.timeout_s, .secure = b.secure, .network = b.network, .auto_pause = b.auto_pause,
+		.auto_resume = b.auto_resume,
 	};
 	sbx_create(&cr, on_created, ctx); /* may call on_created before returning */
 	api_create_body_free(&b);
@@ -96,9 +97,12 @@ void api_create_v2(http_req *req, const char *id)
 
 void api_get_sandbox(http_req *req, const char *id)
 {
-	struct sandbox *sb = api_running_sandbox(req, id);
-	if (sb)
-		api_send_json(req, 200, api_sandbox_detail_json(sb));
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED)) {
+		api_fail_not_found(req, id);
+		return;
+	}
+	api_send_json(req, 200, api_sandbox_detail_json(sb));
 }
 
 void api_kill_sandbox(http_req *req, const char *id)
@@ -172,8 +176,18 @@ static void connect_sandbox(http_req *req, const char *id, const char *body, siz
 		http_resp_error(req, 409, "Sandbox \"%s\" is still starting", id);
 		return;
 	}
-	if (!sb || sb->state != SBX_RUNNING) {
+	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED)) {
 		http_resp_error(req, 404, "Paused sandbox \"%s\" doesn't exist or you don't have access to it", id);
+		return;
+	}
+	if (sb->state == SBX_PAUSED) {
+		/* memory: false would mean a cold boot from disk; a pause here always keeps memory, so the
+		 * sandbox resumes as it was (docs/lifecycle.md). */
+		if (sbx_resume(sb, seconds, &err) < 0) {
+			api_send_err(req, &err);
+			return;
+		}
+		api_send_json(req, 201, api_sandbox_json(sb));
 		return;
 	}
 	sbx_set_timeout(sb, seconds, 1); /* end = max(end, now + timeout) */
@@ -200,14 +214,25 @@ void api_connect_v2(http_req *req, const char *id)
 	api_with_body(req, id, connect_v2_body);
 }
 
-/* ---- not yet: pause, resume, network, snapshots, fork ---- */
+/* ---- pause, resume (deprecated) ---- */
 
 static void pause_body(http_req *req, const char *id, const char *body, size_t len)
 {
-	(void)body;
-	(void)len;
-	if (api_running_sandbox(req, id))
-		http_resp_error(req, 501, "pause is not supported yet");
+	cube_err err = {0};
+	if (api_parse_pause(body, len, &err) < 0) {
+		api_send_err(req, &err);
+		return;
+	}
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || sb->state == SBX_KILLING) {
+		api_fail_not_found(req, id);
+		return;
+	}
+	if (sbx_pause(sb, &err) < 0) {
+		api_send_err(req, &err);
+		return;
+	}
+	api_send_no_content(req);
 }
 
 void api_pause(http_req *req, const char *id)
@@ -217,11 +242,26 @@ void api_pause(http_req *req, const char *id)
 
 static void resume_body(http_req *req, const char *id, const char *body, size_t len)
 {
-	(void)body;
-	(void)len;
-	/* Nothing can be paused yet, so a known sandbox is always running. */
-	if (api_running_sandbox(req, id))
+	int seconds;
+	cube_err err = {0};
+	if (api_parse_resume(body, len, api_cfg.max_timeout_s, &seconds, &err) < 0) {
+		api_send_err(req, &err);
+		return;
+	}
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || sb->state == SBX_KILLING) {
+		api_fail_not_found(req, id);
+		return;
+	}
+	if (sb->state != SBX_PAUSED) {
 		http_resp_error(req, 409, "Sandbox \"%s\" is already running", id);
+		return;
+	}
+	if (sbx_resume(sb, seconds, &err) < 0) {
+		api_send_err(req, &err);
+		return;
+	}
+	api_send_json(req, 201, api_sandbox_json(sb));
 }
 
 void api_resume(http_req *req, const char *id)

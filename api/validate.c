@@ -1,5 +1,5 @@
 /* Request-body validation for the control plane: decode with jansson, then check every field we read
- * for its type and range. Fields we do not implement yet (network, autoPause, mcp, volumeMounts...) are
+ * for its type and range. Fields we do not implement yet (network, mcp, volumeMounts...) are
  * accepted when well-typed and ignored; unknown fields are ignored, as E2B's Go server does. */
 #include "api/validate.h"
 
@@ -95,6 +95,43 @@ static int read_seconds(json_t *obj, const char *name, int *out, int *present, c
 	return 0;
 }
 
+/* autoPause / autoPauseMemory / autoResume {enabled} (E2B) and lifecycle {onTimeout, autoResume} (the
+ * CubeSandbox form); either spelling turns the behaviour on. */
+static int parse_lifecycle(json_t *root, struct api_create_body *out, cube_err *err)
+{
+	json_t *ar = field(root, "autoResume"), *lc = field(root, "lifecycle"), *mem = field(root, "autoPauseMemory");
+	out->auto_pause = json_is_true(field(root, "autoPause"));
+	if (ar) {
+		json_t *en = field(ar, "enabled");
+		if (en && !json_is_boolean(en))
+			return cube_fail(err, 400, 0, "autoResume.enabled must be a boolean");
+		out->auto_resume = json_is_true(en);
+	}
+	if (lc && !json_is_object(lc))
+		return cube_fail(err, 400, 0, "lifecycle must be an object");
+	if (lc) {
+		json_t *on = field(lc, "onTimeout"), *lar = field(lc, "autoResume");
+		if (on && (!json_is_string(on) || (strcmp(json_string_value(on), "kill") != 0 &&
+						   strcmp(json_string_value(on), "pause") != 0)))
+			return cube_fail(err, 400, 0, "lifecycle.onTimeout must be \"kill\" or \"pause\"");
+		if (lar && !json_is_boolean(lar))
+			return cube_fail(err, 400, 0, "lifecycle.autoResume must be a boolean");
+		if (on && strcmp(json_string_value(on), "pause") == 0)
+			out->auto_pause = 1;
+		if (json_is_true(lar))
+			out->auto_resume = 1;
+	}
+	if (mem && json_is_false(mem)) {
+		if (!out->auto_pause)
+			return cube_fail(err, 400, 0, "autoPauseMemory: false needs autoPause: true");
+		if (out->auto_resume)
+			return cube_fail(err, 400, 0, "autoPauseMemory: false cannot be combined with autoResume");
+		return cube_fail(err, 400, 0, "autoPauseMemory: false (pause to disk) is not supported by this "
+				 "server; pauses keep memory");
+	}
+	return 0;
+}
+
 int api_parse_create(const char *body, size_t len, int v2, unsigned max_timeout_s, struct api_create_body *out,
 		     cube_err *err)
 {
@@ -132,6 +169,8 @@ int api_parse_create(const char *body, size_t len, int v2, unsigned max_timeout_
 	    check_type(root, "mcp", is_object, "an object", err) < 0 ||
 	    check_type(root, "iam", is_object, "an object", err) < 0 ||
 	    check_type(root, "volumeMounts", is_array, "an array", err) < 0)
+		goto out;
+	if (parse_lifecycle(root, out, err) < 0)
 		goto out;
 	/* v2 is secure by definition; v1 issues a token only when asked. */
 	out->secure = v2 ? 1 : json_is_true(field(root, "secure"));
@@ -236,6 +275,41 @@ int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout
 		return -1;
 	if (!present && !v2)
 		return cube_fail(err, 400, 0, "timeout is required");
+	if (t < 0)
+		return cube_fail(err, 400, 0, "timeout must not be negative");
+	if ((unsigned)t > max_timeout_s)
+		return api_fail_timeout_too_large(err, max_timeout_s);
+	*timeout_s = t;
+	return 0;
+}
+
+int api_parse_pause(const char *body, size_t len, cube_err *err)
+{
+	json_t *root = load_object(body, len, 1, err);
+	if (!root)
+		return -1;
+	int rc = check_type(root, "memory", is_bool, "a boolean", err);
+	if (rc == 0 && json_is_false(field(root, "memory")))
+		rc = cube_fail(err, 400, 0, "memory: false (pause to disk) is not supported by this server; "
+			       "a pause keeps memory");
+	json_decref(root);
+	return rc;
+}
+
+int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, cube_err *err)
+{
+	json_t *root = load_object(body, len, 1, err);
+	if (!root)
+		return -1;
+	int present = 0, t = API_RESUME_DEFAULT_TIMEOUT_S;
+	int rc = read_seconds(root, "timeout", &t, &present, err);
+	if (rc == 0)
+		rc = check_type(root, "memory", is_bool, "a boolean", err);
+	if (rc == 0)
+		rc = check_type(root, "autoPause", is_bool, "a boolean", err);
+	json_decref(root);
+	if (rc < 0)
+		return -1;
 	if (t < 0)
 		return cube_fail(err, 400, 0, "timeout must not be negative");
 	if ((unsigned)t > max_timeout_s)

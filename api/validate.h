@@ -13,6 +13,7 @@
 #define API_V1_DEFAULT_TIMEOUT_S 15
 #define API_V2_DEFAULT_TIMEOUT_S 300
 #define API_CONNECT_DEFAULT_TIMEOUT_S 300
+#define API_RESUME_DEFAULT_TIMEOUT_S 15
 #define API_REFRESH_DEFAULT_S 15
 #define API_REFRESH_MAX_S 3600
 
@@ -24,6 +25,8 @@ struct api_create_body {
 	int timeout_s;
 	int secure;
 	struct net_policy *network; /* allow_internet_access + network, never NULL after success */
+	int auto_pause;     /* autoPause or lifecycle.onTimeout "pause" */
+	int auto_resume;    /* autoResume.enabled or lifecycle.autoResume */
 };
 
 int api_parse_create(const char *body, size_t len, int v2, unsigned max_timeout_s, struct api_create_body *out,
@@ -38,6 +41,10 @@ int api_parse_refresh(const char *body, size_t len, int *duration_s, cube_err *e
 int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, cube_err *err);
 /* SandboxNetworkUpdateConfig (PUT /sandboxes/{id}/network): replace semantics, omitted = cleared. */
 int api_parse_network_update(const char *body, size_t len, struct net_policy *out, cube_err *err);
+/* SandboxPauseRequest {memory?: bool} (body optional). memory: false (pause to disk) is refused: 400. */
+int api_parse_pause(const char *body, size_t len, cube_err *err);
+/* ResumedSandbox {timeout?: default 15, autoPause?, memory?} (deprecated resume; body optional). */
+int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, cube_err *err);
 /* AdminAPIKeyCreate {"name": non-empty string}. *name is malloc'd. */
 int api_parse_apikey_create(const char *body, size_t len, char **name, cube_err *err);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -228,7 +229,8 @@ static void persist(struct sandbox *sb)
 		.id = sb->id, .template_id = sb->template_id, .metadata = sb->metadata, .env_vars = sb->env_vars,
 		.access_token = sb->access_token, .started_ms = sb->started_ms, .end_ms = sb->end_ms,
 		.cpu_count = sb->cpu_count, .memory_mb = sb->memory_mb, .disk_mb = sb->disk_mb,
-		.pid = sb->rt.pid, .start_time = sb->rt.start_time,
+		.pid = sb->rt.pid, .start_time = sb->rt.start_time, .paused = sb->state == SBX_PAUSED,
+		.auto_pause = sb->auto_pause, .auto_resume = sb->auto_resume, .timeout_s = sb->timeout_s,
 	};
 	cube_err err;
 	if (store_sandbox_put(&s, &err) < 0)
@@ -307,7 +309,7 @@ static void retire(struct sandbox *sb, const char *why)
 int sbx_kill(const char *id, cube_err *err)
 {
 	struct sandbox *sb = sbx_find(id);
-	if (!sb || sb->state != SBX_RUNNING)
+	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED))
 		return cube_fail(err, 404, 0, "sandbox \"%s\" doesn't exist or you don't have access to it", id);
 	log_info("sandbox %s killed by request", id);
 	retire(sb, "killed");
@@ -347,12 +349,66 @@ static void on_expiry_tick(uv_timer_t *t)
 	for (size_t i = 0; i < S.n;) {
 		struct sandbox *sb = S.items[i];
 		if (sb->state == SBX_RUNNING && sb->end_ms <= now) {
+			cube_err err = {0};
 			log_info("sandbox %s reached its timeout", sb->id);
+			if (sb->auto_pause && sbx_pause(sb, &err) == 0) {
+				i++;
+				continue;
+			}
+			if (sb->auto_pause)
+				log_warn("sandbox %s: pause at timeout failed (%s); killing it", sb->id, err.msg);
 			retire(sb, "killed: timeout reached");
 			continue; /* retire moved another item into slot i */
 		}
 		i++;
 	}
+}
+
+/* ---- pause and resume (the cgroup freezer: memory, files and sockets stay) ---- */
+
+static long long mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int sbx_pause(struct sandbox *sb, cube_err *err)
+{
+	if (sb->state == SBX_PAUSED)
+		return cube_fail(err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
+	if (sb->state != SBX_RUNNING)
+		return cube_fail(err, 409, 0, "sandbox '%s' is %s", sb->id,
+				 sb->state == SBX_STARTING ? "still starting" : "being killed");
+	long long t0 = mono_us();
+	if (rt_freeze(sb->id, &sb->rt, err) < 0)
+		return cube_wrap(err, "pause sandbox %s", sb->id);
+	long long took = mono_us() - t0;
+	sb->state = SBX_PAUSED;
+	cube_err serr;
+	if (store_sandbox_set_paused(sb->id, 1, sb->end_ms, &serr) < 0)
+		log_error("sandbox %s: persist pause: %s", sb->id, serr.msg);
+	sbx_log(sb, "info", "sandbox paused (froze in %lld us)", took);
+	return 0;
+}
+
+int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
+{
+	if (sb->state != SBX_PAUSED)
+		return cube_fail(err, 409, 0, "sandbox '%s' is not paused", sb->id);
+	long long t0 = mono_us();
+	if (rt_thaw(sb->id, &sb->rt, err) < 0)
+		return cube_wrap(err, "resume sandbox %s", sb->id);
+	long long took = mono_us() - t0;
+	sb->state = SBX_RUNNING;
+	if (timeout_s < 0)
+		timeout_s = 0;
+	sb->end_ms = cube_now_ms() + (long long)timeout_s * 1000;
+	cube_err serr;
+	if (store_sandbox_set_paused(sb->id, 0, sb->end_ms, &serr) < 0)
+		log_error("sandbox %s: persist resume: %s", sb->id, serr.msg);
+	sbx_log(sb, "info", "sandbox resumed (thawed in %lld us)", took);
+	return 0;
 }
 
 void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only)
@@ -489,6 +545,9 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		cube_random_hex(sb->access_token, 20);
 	sb->started_ms = cube_now_ms();
 	sb->end_ms = sb->started_ms + (long long)req->timeout_s * 1000;
+	sb->timeout_s = req->timeout_s;
+	sb->auto_pause = req->auto_pause;
+	sb->auto_resume = req->auto_resume;
 	sb->cpu_count = t->cpu_count;
 	sb->memory_mb = t->memory_mb;
 	sb->disk_mb = t->disk_mb;
@@ -583,7 +642,13 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 	sb->cpu_count = s->cpu_count;
 	sb->memory_mb = s->memory_mb;
 	sb->disk_mb = s->disk_mb;
-	if (s->end_ms <= cube_now_ms() || rt_adopt(s->id, s->pid, s->start_time, &sb->rt, &err) < 0 ||
+	sb->auto_pause = s->auto_pause;
+	sb->auto_resume = s->auto_resume;
+	sb->timeout_s = s->timeout_s;
+	/* Paused sandboxes do not expire; one that expired while cubed was down and pauses at timeout is
+	 * adopted and paused by the next expiry tick. */
+	int expired = !s->paused && !s->auto_pause && s->end_ms <= cube_now_ms();
+	if (expired || rt_adopt(s->id, s->pid, s->start_time, &sb->rt, &err) < 0 ||
 	    net_sandbox_adopt(s->id, &sb->net, &err) < 0) {
 		if (sb->rt.pid > 0)
 			rt_kill(s->id, &sb->rt, NULL); /* alive but its network is lost: do not keep it half-working */
@@ -594,13 +659,17 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 		sandbox_unref(sb);
 		return;
 	}
-	sb->state = SBX_RUNNING;
+	/* The store is the truth: freeze again (idempotent) or thaw a pause that cubed never recorded. */
+	sb->state = s->paused ? SBX_PAUSED : SBX_RUNNING;
+	cube_err ferr = {0};
+	if ((s->paused ? rt_freeze(sb->id, &sb->rt, &ferr) : rt_thaw(sb->id, &sb->rt, &ferr)) < 0)
+		log_warn("sandbox %s: restore %s state: %s", sb->id, s->paused ? "paused" : "running", ferr.msg);
 	snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
 	net_sandbox_activate(sb->net);
 	table_add(sb);
 	adm_force(sb->memory_mb);
 	watch_exit(sb);
-	sbx_log(sb, "info", "sandbox adopted after a restart of cubed");
+	sbx_log(sb, "info", "sandbox adopted after a restart of cubed%s", s->paused ? " (paused)" : "");
 	if (ctx->nlive == ctx->cap) {
 		ctx->cap = ctx->cap ? ctx->cap * 2 : 16;
 		ctx->live = realloc(ctx->live, ctx->cap * sizeof *ctx->live);

@@ -14,7 +14,8 @@
 #define SBX_CLIENT_ID "6532622b"
 #define SBX_ENVD_PORT 49983
 
-enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_KILLING };
+/* PAUSED: every process frozen (cgroup freezer), memory and files kept; no CPU, no expiry. */
+enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_PAUSED, SBX_KILLING };
 
 struct sandbox {
 	char id[32];
@@ -27,6 +28,9 @@ struct sandbox {
 	long long started_ms, end_ms;
 	unsigned cpu_count, memory_mb, disk_mb;
 	enum sbx_state state;
+	int auto_pause;            /* at timeout: pause instead of kill */
+	int auto_resume;           /* data-plane traffic resumes a paused sandbox */
+	int timeout_s;             /* the create-time TTL; an auto-resume grants it again */
 	struct rt_sandbox rt;
 	/* private to daemon/sandboxes.c */
 	uv_poll_t *exit_watch;
@@ -42,6 +46,7 @@ struct sbx_create_req {
 	int timeout_s;             /* time to live from now */
 	int secure;                /* issue an envd access token */
 	const struct net_policy *network; /* egress policy (copied); NULL = the default */
+	int auto_pause, auto_resume;
 };
 
 typedef void (*sbx_create_cb)(struct sandbox *sb, const cube_err *err, void *arg);
@@ -58,9 +63,14 @@ struct sbx_config {
 int sbx_init(const struct sbx_config *cfg, cube_err *err);   /* opens the store, adopts live sandboxes, reclaims the rest */
 /* Asynchronous create. On success cb gets the RUNNING sandbox (already in the table, envd ready). */
 void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg);
-struct sandbox *sbx_find(const char *id);          /* RUNNING or STARTING; NULL if unknown/killed */
+struct sandbox *sbx_find(const char *id);          /* STARTING, RUNNING or PAUSED; NULL if unknown/killed */
 /* Remove from the table now (data plane answers 502 at once) and destroy in the background. */
 int sbx_kill(const char *id, cube_err *err);
+/* Freeze a RUNNING sandbox (409 if already paused or not running). Synchronous: a freeze takes well
+ * under a millisecond unless a task sits in uninterruptible sleep. The state is persisted. */
+int sbx_pause(struct sandbox *sb, cube_err *err);
+/* Thaw a PAUSED sandbox (409 if it is not paused) and set end = now + timeout_s. */
+int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err);
 /* end = now + seconds (may shorten); extend_only keeps the later of the two (connect). */
 void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only);
 /* Iterate over sandboxes in the table (loop thread). */

@@ -80,6 +80,8 @@ void proxy_handle(http_req *req)
 			return;
 		}
 	}
+	if (sb->state == SBX_PAUSED && sb->auto_resume && sbx_resume(sb, sb->timeout_s, &err) < 0)
+		log_warn("proxy: %s: auto-resume: %s", route.sandbox_id, err.msg); /* autoResume: the request waits */
 	int fd = sbx_socket(sb, &err);
 	if (fd < 0) {
 		log_debug("proxy: %s: %s", route.sandbox_id, err.msg);

@@ -84,7 +84,7 @@ int sbx_kill(const char *id, cube_err *err)
 {
 	for (int i = 0; i < fake.n; i++) {
 		struct sandbox *sb = fake.items[i];
-		if (strcmp(sb->id, id) == 0 && sb->state == SBX_RUNNING) {
+		if (strcmp(sb->id, id) == 0 && (sb->state == SBX_RUNNING || sb->state == SBX_PAUSED)) {
 			store_log_append(sb->id, cube_now_ms(), "info", "sandbox killed", NULL);
 			fake.items[i] = fake.items[--fake.n];
 			fake.kills++;
@@ -101,6 +101,26 @@ void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only)
 	if (extend_only && end < sb->end_ms)
 		return;
 	sb->end_ms = end;
+}
+
+/* Same state rules and messages as daemon/sandboxes.c; no freezer behind them. */
+int sbx_pause(struct sandbox *sb, cube_err *err)
+{
+	if (sb->state == SBX_PAUSED)
+		return cube_fail(err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
+	if (sb->state != SBX_RUNNING)
+		return cube_fail(err, 409, 0, "sandbox '%s' is not running", sb->id);
+	sb->state = SBX_PAUSED;
+	return 0;
+}
+
+int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
+{
+	if (sb->state != SBX_PAUSED)
+		return cube_fail(err, 409, 0, "sandbox '%s' is not paused", sb->id);
+	sb->state = SBX_RUNNING;
+	sb->end_ms = cube_now_ms() + (long long)timeout_s * 1000;
+	return 0;
 }
 
 int sbx_stats(struct sandbox *sb, struct rt_stats *out, cube_err *err)
@@ -158,6 +178,8 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	fake.last_env_vars = req->env_vars ? json_deep_copy(req->env_vars) : NULL;
 	fake.last_timeout_s = req->timeout_s;
 	fake.last_secure = req->secure;
+	fake.last_auto_pause = req->auto_pause;
+	fake.last_auto_resume = req->auto_resume;
 	if (!tpl_find(req->template_ref)) {
 		cube_err err = {0};
 		cube_fail(&err, 404, 0, "template '%s' not found", req->template_ref);

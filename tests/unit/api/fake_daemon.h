@@ -16,7 +16,7 @@ struct fake_daemon {
 	unsigned long long cpu_usage_ns;
 	/* what the last sbx_create was asked for */
 	json_t *last_metadata, *last_env_vars;
-	int last_timeout_s, last_secure;
+	int last_timeout_s, last_secure, last_auto_pause, last_auto_resume;
 };
 extern struct fake_daemon fake;
 

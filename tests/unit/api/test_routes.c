@@ -405,8 +405,35 @@ static void test_get_kill_timeout_connect(void **state)
 	assert_true(sb->end_ms == end);
 	assert_error(api("POST", "/sandboxes/iget/refreshes", "{\"duration\":3601}"), 400, "duration");
 
-	assert_error(api("POST", "/sandboxes/iget/pause", "{}"), 501, "pause");
+	/* pause: 204, then 409; paused sandboxes are listed and shown as paused; connect resumes (201) */
+	assert_int_equal(api("POST", "/sandboxes/iget/pause", "{}")->status, 204);
+	assert_int_equal(sb->state, SBX_PAUSED);
+	assert_error(api("POST", "/sandboxes/iget/pause", "{\"memory\":true}"), 409, "already paused");
 	assert_error(api("POST", "/sandboxes/inope/pause", "{}"), 404, NULL);
+	assert_error(api("POST", "/sandboxes/iget/pause", "{\"memory\":1}"), 400, "memory");
+	r = api("GET", "/sandboxes/iget", NULL);
+	assert_int_equal(r->status, 200);
+	assert_string_equal(str(r->json, "state"), "paused");
+	r = api("GET", "/v2/sandboxes?state=paused", NULL);
+	assert_int_equal(json_array_size(r->json), 1);
+	assert_string_equal(str(json_array_get(r->json, 0), "state"), "paused");
+	assert_int_equal(json_array_size(api("GET", "/v2/sandboxes?state=running", NULL)->json), 0);
+	assert_int_equal(json_array_size(api("GET", "/sandboxes", NULL)->json), 0); /* v1: running only */
+	assert_error(api("POST", "/sandboxes/iget/timeout", "{\"timeout\":10}"), 404, NULL);
+	r = api("POST", "/v2/sandboxes/iget/connect", "{\"timeout\":60}");
+	assert_int_equal(r->status, 201);
+	assert_string_equal(str(r->json, "envdAccessToken"), "secret"); /* same token across pause */
+	assert_int_equal(sb->state, SBX_RUNNING);
+	assert_true(sb->end_ms > cube_now_ms() + 55000 && sb->end_ms <= cube_now_ms() + 60000);
+	/* the deprecated resume: 409 when running, 201 when paused */
+	assert_error(api("POST", "/sandboxes/iget/resume", "{}"), 409, "already running");
+	assert_int_equal(api("POST", "/sandboxes/iget/pause", "")->status, 204);
+	r = api("POST", "/sandboxes/iget/resume", "");
+	assert_int_equal(r->status, 201);
+	assert_int_equal(sb->state, SBX_RUNNING);
+	assert_error(api("POST", "/sandboxes/inope/resume", "{}"), 404, NULL);
+	/* a paused sandbox can be killed */
+	assert_int_equal(api("POST", "/sandboxes/iget/pause", "{}")->status, 204);
 
 	/* kill: 204 then 404 */
 	r = api("DELETE", "/sandboxes/iget", NULL);

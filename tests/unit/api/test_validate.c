@@ -200,6 +200,46 @@ static void test_connect(void **state)
 	assert_non_null(strstr(err.msg, "memory"));
 }
 
+static void test_lifecycle_and_pause(void **state)
+{
+	(void)state;
+	struct api_create_body b;
+	cube_err err = {0};
+	const char *e2b = "{\"templateID\":\"base\",\"autoPause\":true,\"autoResume\":{\"enabled\":true}}";
+	assert_int_equal(api_parse_create(e2b, strlen(e2b), 1, MAX_T, &b, &err), 0);
+	assert_int_equal(b.auto_pause, 1);
+	assert_int_equal(b.auto_resume, 1);
+	api_create_body_free(&b);
+	const char *cube = "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":\"pause\",\"autoResume\":false}}";
+	assert_int_equal(api_parse_create(cube, strlen(cube), 1, MAX_T, &b, &err), 0);
+	assert_int_equal(b.auto_pause, 1);
+	assert_int_equal(b.auto_resume, 0);
+	api_create_body_free(&b);
+	const char *plain = "{\"templateID\":\"base\"}";
+	assert_int_equal(api_parse_create(plain, strlen(plain), 1, MAX_T, &b, &err), 0);
+	assert_int_equal(b.auto_pause + b.auto_resume, 0);
+	api_create_body_free(&b);
+	static const char *const bad[] = {
+		"{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":\"sleep\"}}",
+		"{\"templateID\":\"base\",\"lifecycle\":[]}",
+		"{\"templateID\":\"base\",\"autoResume\":{\"enabled\":1}}",
+		"{\"templateID\":\"base\",\"autoPauseMemory\":false}",
+		"{\"templateID\":\"base\",\"autoPause\":true,\"autoPauseMemory\":false,\"autoResume\":{\"enabled\":true}}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(api_parse_create(bad[i], strlen(bad[i]), 1, MAX_T, &b, &err), -1);
+		assert_int_equal(err.status, 400);
+	}
+	assert_int_equal(api_parse_pause("", 0, &err), 0);
+	assert_int_equal(api_parse_pause("{\"memory\":true}", 15, &err), 0);
+	assert_int_equal(api_parse_pause("{\"memory\":false}", 16, &err), -1);
+	assert_non_null(strstr(err.msg, "not supported"));
+	int t = 0;
+	assert_int_equal(api_parse_resume("", 0, MAX_T, &t, &err), 0);
+	assert_int_equal(t, API_RESUME_DEFAULT_TIMEOUT_S);
+	assert_int_equal(api_parse_resume("{\"timeout\":-1}", 14, MAX_T, &t, &err), -1);
+}
+
 static void test_apikey_create_body(void **state)
 {
 	(void)state;
@@ -328,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_set_timeout),
 		cmocka_unit_test(test_refresh),
 		cmocka_unit_test(test_connect),
+		cmocka_unit_test(test_lifecycle_and_pause),
 		cmocka_unit_test(test_apikey_create_body),
 		cmocka_unit_test(test_sandbox_id),
 		cmocka_unit_test(test_fuzz),

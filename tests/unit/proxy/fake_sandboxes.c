@@ -28,6 +28,15 @@ struct sandbox *sbx_find(const char *id)
 	return NULL;
 }
 
+int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
+{
+	(void)timeout_s;
+	if (sb->state != SBX_PAUSED)
+		return cube_fail(err, 409, 0, "sandbox %s is not paused", sb->id);
+	sb->state = SBX_RUNNING;
+	return 0;
+}
+
 int sbx_socket(struct sandbox *sb, cube_err *err)
 {
 	pthread_mutex_lock(&lock);
