@@ -53,8 +53,10 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cmd_list(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_info(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cubebox(const struct cli_ctx *ctx, int argc, char **argv);
-int cmd_apikey(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_apikey(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_tpl(const struct cli_ctx *ctx, int argc, char **argv);
+/* `sandbox network ...` (cmd_network.c), reached through cmd_sandbox (cmd_sandbox_ops.c). */
+int cmd_sandbox_network(const struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -99,7 +99,7 @@ static int net_set(const struct cli_ctx *ctx, const char *path, int argc, char *
 	return rc;
 }
 
-int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
+int cmd_sandbox_network(const struct cli_ctx *ctx_in, int argc, char **argv)
 {
 	struct cli_ctx ctx = *ctx_in;
 	/* argv: sandbox network get|set ID [flags]; --json may follow anywhere */

@@ -17,12 +17,12 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"list", cmd_list, "list running sandboxes (alias: ls)"},
+	{"list", cmd_list, "list sandboxes (alias: ls)"},
 	{"ls", cmd_list, NULL},
 	{"info", cmd_info, "show one sandbox with its current metrics"},
 	{"cubebox", cmd_cubebox, "cubebox destroy|rm ID...: kill sandboxes"},
+	{"sandbox", cmd_sandbox, "sandbox pause|resume ID... | network get|set ID: pause, resume, egress policy"},
 	{"apikey", cmd_apikey, "apikey create|list|delete: manage API keys (admin socket only)"},
-	{"sandbox", cmd_sandbox, "sandbox network get|set ID: show or replace a sandbox's egress policy"},
 	{"tpl", cmd_tpl, "tpl create-from-image|watch|list|info|delete: templates from OCI images"},
 };
 

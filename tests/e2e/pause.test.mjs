@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, dataRequest, accessToken, waitFor, sleep, sha256 } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, dataRequest, accessToken, waitFor, sleep, sha256, run, bin } from './harness.mjs';
 
 const c = useCubed();
 
@@ -155,6 +155,36 @@ ctest(c, 'a paused sandbox stays paused across kill -9 of cubed and resumes fine
     assert.equal(await sbx.pause(), true);
     assert.equal(await sdk.Sandbox.kill(sbx.sandboxId, c.sdkOpts), true);
     await assert.rejects(sdk.Sandbox.getInfo(sbx.sandboxId, c.sdkOpts), sdk.SandboxNotFoundError);
+  } finally {
+    await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
+  }
+});
+
+ctest(c, 'cubemastercli sandbox pause and resume', async () => {
+  const sdk = await loadSdk('e2b-2.51');
+  const sbx = await sdk.Sandbox.create(c.sdkOpts);
+  const cli = (...args) => run(bin.cli, ['--socket', c.socket, ...args]);
+  try {
+    let r = await cli('sandbox', 'pause', sbx.sandboxId);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${sbx.sandboxId} paused\n`);
+    assert.equal((await sdk.Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'paused');
+    r = await cli('sandbox', 'pause', sbx.sandboxId);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /409: .*already paused/);
+    r = await cli('--json', 'sandbox', 'resume', sbx.sandboxId, '--timeout', '120');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { resumed: [sbx.sandboxId] });
+    const info = await sdk.Sandbox.getInfo(sbx.sandboxId, c.sdkOpts);
+    assert.equal(info.state, 'running');
+    assert.ok(info.endAt.getTime() > Date.now() + 100_000);
+    r = await cli('sandbox', 'resume', sbx.sandboxId);
+    assert.equal(r.stdout, `${sbx.sandboxId} was running; timeout extended\n`);
+    r = await cli('sandbox', 'pause', 'inosuchsandbox');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /404/);
+    assert.equal((await cli('sandbox', 'frobnicate', sbx.sandboxId)).code, 2);
+    assert.equal((await sbx.commands.run('echo alive')).stdout, 'alive\n');
   } finally {
     await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
   }
