@@ -130,6 +130,10 @@ async function reapInstance(stateDir) {
       let pids = [];
       try { pids = fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number); } catch { /* none */ }
       for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); found++; } catch { /* gone */ } }
+      // A paused (frozen) task acts on SIGKILL only once thawed (v1 freezer).
+      for (const [f, v] of [['freezer.state', 'THAWED'], ['cgroup.freeze', '0']]) {
+        try { fs.writeFileSync(path.join(d, f), v); } catch { /* not this hierarchy */ }
+      }
     }
     killed += found;
     if (!found) break;
