@@ -579,6 +579,38 @@ static int base_layers(struct ctx *c, const char *ref, cube_err *err)
 	return 0;
 }
 
+/* fromImage: the image's layers and its config's Env, User and WorkingDir. */
+static int image_layers(struct ctx *c, const char *image, json_t *reg, cube_err *err)
+{
+	json_t *config = NULL;
+	const char *user = json_string_value(json_object_get(reg, "username"));
+	const char *password = json_string_value(json_object_get(reg, "password"));
+	if (tjobs_pull_image(image, user, password, &c->layers, &config, err) < 0)
+		return cube_wrap(err, "fromImage %s", image);
+	json_t *cfg = json_object_get(config, "config");
+	c->env = json_object();
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(cfg, "Env"), i, v) {
+		const char *kv = json_string_value(v);
+		const char *eq = kv ? strchr(kv, '=') : NULL;
+		if (eq && eq != kv) {
+			char key[256];
+			snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+			json_object_set_new(c->env, key, json_string(eq + 1));
+		}
+	}
+	const char *u = json_string_value(json_object_get(cfg, "User"));
+	const char *wd = json_string_value(json_object_get(cfg, "WorkingDir"));
+	snprintf(c->user, sizeof c->user, "%s", u && *u ? u : "root");
+	snprintf(c->cwd, sizeof c->cwd, "%s", wd && *wd ? wd : "/");
+	char *text = json_dumps(c->layers, JSON_COMPACT);
+	sha256_hex(text ? text : "", c->chain);
+	free(text);
+	json_decref(config);
+	return 0;
+}
+
 static int write_template(struct ctx *c, cube_err *err)
 {
 	struct build *b = c->b;
@@ -632,13 +664,20 @@ static void *build_thread_body(struct build *b)
 	set_status(b, "building");
 	c.force = json_is_true(json_object_get(b->body, "force"));
 	const char *from = json_string_value(json_object_get(b->body, "fromTemplate"));
-	if (!from) {
-		cube_fail(&err, 400, 0, "only fromTemplate builds are supported (fromImage: use tpl create-from-image)");
+	const char *image = json_string_value(json_object_get(b->body, "fromImage"));
+	if (from) {
+		if (base_layers(&c, from, &err) < 0)
+			goto failed;
+		blog(b, "info", -1, "FROM template %s", from);
+	} else if (image) {
+		blog(b, "info", -1, "FROM image %s: pulling", image);
+		if (image_layers(&c, image, json_object_get(b->body, "fromImageRegistry"), &err) < 0)
+			goto failed;
+		blog(b, "info", -1, "FROM image %s: %zu layer(s)", image, json_array_size(c.layers));
+	} else {
+		cube_fail(&err, 400, 0, "a build needs fromTemplate or fromImage");
 		goto failed;
 	}
-	if (base_layers(&c, from, &err) < 0)
-		goto failed;
-	blog(b, "info", -1, "FROM template %s", from);
 	size_t i;
 	json_t *step;
 	json_array_foreach(json_object_get(b->body, "steps"), i, step) {

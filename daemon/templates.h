@@ -42,5 +42,9 @@ int tjobs_reload(cube_err *err);
 const char *tjobs_layers_dir(void);
 const char *tjobs_templates_dir(void);
 void tjobs_uid_range(unsigned *base, unsigned *count);
+/* Pull an image into the layer store without a job (SDK builds fromImage), in the calling thread: its
+ * layers as template.json refs (topmost first) and its config. Plain HTTP only to a loopback registry. */
+int tjobs_pull_image(const char *image, const char *user, const char *password, json_t **refs, json_t **config,
+		     cube_err *err);
 
 #endif

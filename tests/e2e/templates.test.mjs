@@ -468,6 +468,19 @@ ctest(c, 'the unmodified SDK Template builder: RUN and COPY on base, a cached re
   const bad = Template({ fileContextPath: ctx }).fromTemplate('base').runCmd('echo about to fail; exit 7');
   await assert.rejects(Template.build(bad, 'built-bad', opts), /exit status 7/);
   assert.equal((await cli(['tpl', 'delete', 'built-app'])).code, 0);
+
+  // fromImage: the image's layers and config from the (loopback) registry, then a RUN as root.
+  const fromImg = Template({ fileContextPath: ctx }).fromImage(`${plain}/test/app:1`)
+    .runCmd('echo from-image > /srv/built.txt', { user: 'root' });
+  await Template.build(fromImg, 'built-from-image', opts);
+  const sbx2 = await Sandbox.create('built-from-image', c.sdkOpts);
+  try {
+    const r = await sbx2.commands.run('cat /srv/index.html /srv/built.txt; echo $FOO', { user: 'root' });
+    assert.equal(r.stdout, 'hello from layer 3\nfrom-image\nbar\n');
+  } finally {
+    await sbx2.kill();
+  }
+  assert.equal((await cli(['tpl', 'delete', 'built-from-image'])).code, 0);
 });
 
 ctest(c, 'delete removes templates and garbage-collects their layers', async () => {
