@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "common/error.h"
 #include "common/http_server.h"
+#include "daemon/pool.h"
 #include "daemon/sandboxes.h"
 
 #define API_MAX_BODY_BYTES (1u << 20)
@@ -85,5 +86,8 @@ void api_build_status(http_req *req, const char *id);
 void api_apikey_create(http_req *req, const char *id);
 void api_apikey_list(http_req *req, const char *id);
 void api_apikey_delete(http_req *req, const char *id);
+
+void api_pool_get(http_req *req, const char *id);
+void api_pool_put(http_req *req, const char *id);
 
 #endif

@@ -37,6 +37,7 @@ static void collect_states(FILE *out, void *arg)
 	metrics_sample(out, "cube_sandboxes", "state=\"running\"", c.running);
 	metrics_sample(out, "cube_sandboxes", "state=\"paused\"", c.paused);
 	metrics_sample(out, "cube_sandboxes", "state=\"killing\"", c.killing);
+	metrics_sample(out, "cube_sandboxes", "state=\"pooled\"", (double)pool_idle_total());
 }
 
 void api_prometheus(http_req *req, const char *id)

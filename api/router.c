@@ -77,6 +77,8 @@ static const struct route routes[] = {
 	{"POST", "/admin/apikeys", api_apikey_create, ROUTE_ADMIN_ONLY},
 	{"GET", "/admin/apikeys", api_apikey_list, ROUTE_ADMIN_ONLY},
 	{"DELETE", "/admin/apikeys/{id}", api_apikey_delete, ROUTE_ADMIN_ONLY | ROUTE_KEY_ID},
+	{"GET", "/admin/pool", api_pool_get, ROUTE_ADMIN_ONLY},
+	{"PUT", "/admin/pool", api_pool_put, ROUTE_ADMIN_ONLY},
 };
 
 /* Families we do not serve yet: a clear 501 instead of a bare 404 (later issues). */

@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{"sandbox", cmd_sandbox, "sandbox pause|resume ID... | network get|set ID: pause, resume, egress policy"},
 	{"apikey", cmd_apikey, "apikey create|list|delete: manage API keys (admin socket only)"},
 	{"tpl", cmd_tpl, "tpl create-from-image|watch|list|info|delete: templates from OCI images"},
+	{"pool", cmd_pool, "pool set|get|list: pre-warmed sandboxes per template (admin socket only)"},
 };
 
 static void usage(FILE *out)

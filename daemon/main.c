@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/admission.h"
+#include "daemon/pool.h"
 #include "daemon/sandboxes.h"
 #include "daemon/templates.h"
 #include "image/template.h"
@@ -242,6 +243,8 @@ int main(int argc, char **argv)
 				  .uid_base = o.uid_base, .uid_count = o.uid_count};
 	if (tjobs_init(&tc, &err) < 0)
 		return die("template jobs", &err);
+	if (pool_init(loop, &err) < 0)
+		return die("pool", &err);
 
 	struct api_config ac = {.local_auth = o.local_auth, .domain = o.domain, .max_timeout_s = o.max_timeout_s};
 	api_init(&ac);
@@ -274,6 +277,7 @@ int main(int argc, char **argv)
 		 CUBE_VERSION, o.api, o.proxy, sock, o.state_dir, instance, templates, envd_path);
 	log_info("admission: at most %u sandboxes, memory reserve %llu MiB", adc.max_sandboxes, adc.reserve_mb);
 	uv_run(loop, UV_RUN_DEFAULT);
+	pool_shutdown(); /* pooled sandboxes are never adopted: destroy them now */
 	tjobs_shutdown();
 	sbx_shutdown();
 	net_shutdown();

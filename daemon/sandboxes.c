@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "common/util.h"
 #include "daemon/admission.h"
+#include "daemon/pool.h"
 #include "image/template.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -466,6 +467,11 @@ static void create_done(uv_work_t *w, int status)
 		adm_release(sb->memory_mb);
 		cw->cb(NULL, &cw->err, cw->arg);
 		sandbox_unref(sb);
+	} else if (sb->state == SBX_POOLED) {
+		/* Booted for the pool: no table, no store, no exit watch until a claim (daemon/pool.c). */
+		if (cw->log_rfd >= 0)
+			envd_log_start(sb, cw->log_rfd);
+		cw->cb(sb, NULL, cw->arg);
 	} else {
 		sb->state = SBX_RUNNING;
 		snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
@@ -495,52 +501,15 @@ static json_t *merged_envs(const struct tpl *t, json_t *req_envs)
 	return env;
 }
 
-void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
+/* The settings a create request gives a sandbox: the same for a cold boot and a pool claim. */
+static void apply_request(struct sandbox *sb, const struct tpl *t, const struct sbx_create_req *req)
 {
-	cube_err err = {0};
-	const struct tpl *t = tpl_find(req->template_ref);
-	if (!t) {
-		cube_fail(&err, 404, 0, "template '%s' not found", req->template_ref);
-		cb(NULL, &err, arg);
-		return;
-	}
-	if (adm_acquire((unsigned)t->memory_mb, &err) < 0) {
-		cb(NULL, &err, arg);
-		return;
-	}
-	/* The request's egress policy over the template's defaults: the request's internet flag wins when
-	 * given, lists are unions (request entries first). */
-	struct net_policy *policy = malloc(sizeof *policy);
-	if (policy && net_policy_for_create(req->network, t->allow_internet, t->network, policy, &err) < 0) {
-		free(policy);
-		adm_release((unsigned)t->memory_mb);
-		cb(NULL, &err, arg);
-		return;
-	}
-	struct sandbox *sb = policy ? sandbox_new() : NULL;
-	struct create_work *cw = calloc(1, sizeof *cw);
-	if (!sb || !cw) {
-		free(cw);
-		if (sb)
-			sandbox_unref(sb);
-		if (policy) {
-			net_policy_free(policy);
-			free(policy);
-		}
-		adm_release((unsigned)t->memory_mb);
-		cube_fail(&err, 500, ENOMEM, "create sandbox");
-		cb(NULL, &err, arg);
-		return;
-	}
-	sb->id[0] = 'i';
-	do {
-		cube_random_alnum(sb->id + 1, 20);
-	} while (sbx_find(sb->id));
-	snprintf(sb->template_id, sizeof sb->template_id, "%s", t->name);
+	json_object_clear(sb->metadata);
 	if (req->metadata)
 		json_object_update(sb->metadata, req->metadata);
 	json_decref(sb->env_vars);
 	sb->env_vars = merged_envs(t, req->env_vars);
+	sb->access_token[0] = '\0';
 	if (req->secure)
 		cube_random_hex(sb->access_token, 20);
 	sb->started_ms = cube_now_ms();
@@ -548,15 +517,51 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	sb->timeout_s = req->timeout_s;
 	sb->auto_pause = req->auto_pause;
 	sb->auto_resume = req->auto_resume;
-	sb->cpu_count = t->cpu_count;
-	sb->memory_mb = t->memory_mb;
-	sb->disk_mb = t->disk_mb;
-	sb->state = SBX_STARTING;
+}
 
+/* What envd is told about its sandbox and request: its boot config (cold) or its claim (pool). */
+static json_t *envd_settings(const struct sandbox *sb)
+{
 	json_t *conf = json_pack("{s:s,s:s,s:O,s:s,s:I,s:s}", "sandboxID", sb->id, "templateID", sb->template_id,
 				 "envVars", sb->env_vars, "defaultUser", "user", "maxUploadBytes",
 				 (json_int_t)S.cfg.max_upload_bytes, "hostname", sb->id);
 	json_object_set_new(conf, "accessToken", sb->access_token[0] ? json_string(sb->access_token) : json_null());
+	return conf;
+}
+
+static struct sandbox *sandbox_for(const struct tpl *t)
+{
+	struct sandbox *sb = sandbox_new();
+	if (!sb)
+		return NULL;
+	sb->id[0] = 'i';
+	do {
+		cube_random_alnum(sb->id + 1, 20);
+	} while (sbx_find(sb->id));
+	snprintf(sb->template_id, sizeof sb->template_id, "%s", t->name);
+	sb->cpu_count = t->cpu_count;
+	sb->memory_mb = t->memory_mb;
+	sb->disk_mb = t->disk_mb;
+	return sb;
+}
+
+/* Boot sb (its admission slot already taken) in the threadpool with this egress policy (copied; NULL:
+ * the default); claim_key marks a pool boot. */
+static void start(struct sandbox *sb, const struct tpl *t, const struct net_policy *network, const char *claim_key,
+		  sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	struct create_work *cw = calloc(1, sizeof *cw);
+	if (!cw) {
+		adm_release(sb->memory_mb);
+		sandbox_unref(sb);
+		cube_fail(&err, 500, ENOMEM, "create sandbox");
+		cb(NULL, &err, arg);
+		return;
+	}
+	json_t *conf = envd_settings(sb);
+	if (claim_key)
+		json_object_set_new(conf, "claimKey", json_string(claim_key));
 	if (t->start_cmd) {
 		/* envd runs it at boot and, with a readyPort, reports ready once the port accepts. */
 		json_object_set_new(conf, "startCmd", json_string(t->start_cmd));
@@ -571,8 +576,10 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	cw->envd_config = json_dumps(conf, JSON_COMPACT);
 	json_decref(conf);
-	cw->network = *policy; /* takes over its header-rule objects */
-	free(policy);
+	if (network)
+		net_policy_copy(&cw->network, network);
+	else
+		net_policy_default(&cw->network);
 	cw->sb = sb;
 	cw->cb = cb;
 	cw->arg = arg;
@@ -600,8 +607,123 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		/* envd gives up on the readyPort itself first, then reports ready anyway */
 		.ready_timeout_ms = t->start_cmd && t->ready_port ? START_READY_TIMEOUT_MS + 10000 : 0,
 	};
-	table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
+	if (sb->state != SBX_POOLED)
+		table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
 	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);
+}
+
+void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	const struct tpl *t = tpl_find(req->template_ref);
+	if (!t) {
+		cube_fail(&err, 404, 0, "template '%s' not found", req->template_ref);
+		cb(NULL, &err, arg);
+		return;
+	}
+	/* The request's egress policy over the template's defaults: the request's internet flag wins when
+	 * given, lists are unions (request entries first). */
+	struct net_policy policy;
+	if (net_policy_for_create(req->network, t->allow_internet, t->network, &policy, &err) < 0) {
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (pool_claim(t, req, &policy, cb, arg)) {
+		net_policy_free(&policy);
+		return;
+	}
+	/* A full node first gives up an idle pooled sandbox: the pool never starves real requests. */
+	if (adm_acquire((unsigned)t->memory_mb, &err) < 0 &&
+	    (err.status != 429 || !pool_evict_one() || adm_acquire((unsigned)t->memory_mb, &err) < 0)) {
+		net_policy_free(&policy);
+		cb(NULL, &err, arg);
+		return;
+	}
+	struct sandbox *sb = sandbox_for(t);
+	if (!sb) {
+		net_policy_free(&policy);
+		adm_release((unsigned)t->memory_mb);
+		cube_fail(&err, 500, ENOMEM, "create sandbox");
+		cb(NULL, &err, arg);
+		return;
+	}
+	apply_request(sb, t, req);
+	sb->state = SBX_STARTING;
+	start(sb, t, &policy, NULL, cb, arg);
+	net_policy_free(&policy);
+}
+
+/* ---- the pool's side (daemon/pool.c) ---- */
+
+void sbx_warm(const struct tpl *t, const char *claim_key, sbx_create_cb cb, void *arg)
+{
+	adm_force((unsigned)t->memory_mb);
+	struct sandbox *sb = sandbox_for(t);
+	if (!sb) {
+		cube_err err = {0};
+		adm_release((unsigned)t->memory_mb);
+		cube_fail(&err, 500, ENOMEM, "warm sandbox");
+		cb(NULL, &err, arg);
+		return;
+	}
+	struct sbx_create_req none = {.template_ref = t->name};
+	apply_request(sb, t, &none);
+	sb->state = SBX_POOLED;
+	start(sb, t, NULL, claim_key, cb, arg); /* the claim sets the request's policy */
+}
+
+char *sbx_claim_settings(struct sandbox *sb, const struct tpl *t, const struct sbx_create_req *req,
+			 const struct net_policy *policy, cube_err *err)
+{
+	/* The request's egress policy, in force before envd or anything else in the sandbox runs again. */
+	if (net_sandbox_set_policy(sb->net, policy, err) < 0)
+		return NULL;
+	apply_request(sb, t, req);
+	json_t *conf = envd_settings(sb);
+	char *text = json_dumps(conf, JSON_COMPACT);
+	json_decref(conf);
+	return text;
+}
+
+void sbx_activate(struct sandbox *sb, uint64_t t0_ns)
+{
+	sb->state = SBX_RUNNING;
+	snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
+	net_sandbox_activate(sb->net);
+	table_add(sb);
+	persist(sb);
+	watch_exit(sb);
+	sbx_log(sb, "info", "sandbox started from template %s in %.2f ms (envd pid %d, claimed from the pool)",
+		sb->template_id, (double)(uv_hrtime() - t0_ns) / 1e6, (int)sb->rt.pid);
+	metrics_observe("cube_sandbox_create_seconds", "Time to create a sandbox, by source (cold boot or pool claim).",
+			"source=\"pool\"", (double)(uv_hrtime() - t0_ns) / 1e9);
+}
+
+void sbx_discard(struct sandbox *sb)
+{
+	adm_release(sb->memory_mb);
+	sb->state = SBX_KILLING;
+	envd_log_detach(sb);
+	net_sandbox_destroy(sb->net);
+	sb->net = NULL;
+	struct kill_work *kw = calloc(1, sizeof *kw);
+	if (!kw) {
+		rt_kill(sb->id, &sb->rt, NULL);
+		sandbox_unref(sb);
+		return;
+	}
+	kw->sb = sb;
+	uv_queue_work(S.cfg.loop, &kw->work, kill_in_worker, kill_done);
+}
+
+void sbx_discard_now(struct sandbox *sb)
+{
+	adm_release(sb->memory_mb);
+	envd_log_detach(sb);
+	net_sandbox_destroy(sb->net);
+	sb->net = NULL;
+	rt_kill(sb->id, &sb->rt, NULL);
+	sandbox_unref(sb);
 }
 
 int sbx_stats(struct sandbox *sb, struct rt_stats *out, cube_err *err)

@@ -15,7 +15,7 @@
 #define SBX_ENVD_PORT 49983
 
 /* PAUSED: every process frozen (cgroup freezer), memory and files kept; no CPU, no expiry. */
-enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_PAUSED, SBX_KILLING };
+enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_PAUSED, SBX_KILLING, SBX_POOLED };
 
 struct sandbox {
 	char id[32];
@@ -80,6 +80,25 @@ int sbx_stats(struct sandbox *sb, struct rt_stats *out, cube_err *err);
 void sbx_log(struct sandbox *sb, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Open a non-blocking TCP socket inside the sandbox's network namespace (connect it to 127.0.0.1:port). */
 int sbx_socket(struct sandbox *sb, cube_err *err);
-void sbx_shutdown(void);                           /* on cubed exit: leave sandboxes running, close the store */
+void sbx_shutdown(void);
+
+/* ---- for the pre-warmed pool (daemon/pool.c) ---- */
+struct tpl;
+/* Boot a sandbox of t for the pool (takes an admission slot without checking: the pool checks first).
+ * cb gets it in state SBX_POOLED, envd ready and waiting for a claim carrying claim_key; it is not in
+ * the table and not persisted. */
+void sbx_warm(const struct tpl *t, const char *claim_key, sbx_create_cb cb, void *arg);
+/* Apply a create request to a pooled sandbox (its egress policy, already merged with the template's,
+ * then metadata, env, token, times) and return the JSON envd must receive in its claim (malloc'd): the
+ * same settings a cold boot puts in envd's config. NULL if the policy cannot be applied. The policy
+ * must not have allowPublicTraffic=false (its traffic token is issued at boot: such requests are never
+ * served from the pool). */
+char *sbx_claim_settings(struct sandbox *sb, const struct tpl *t, const struct sbx_create_req *req,
+			 const struct net_policy *policy, cube_err *err);
+/* envd took the claim: the sandbox enters the table as RUNNING and is persisted. */
+void sbx_activate(struct sandbox *sb, uint64_t t0_ns);
+/* Destroy a pooled sandbox that is not in service (in the background / right now). */
+void sbx_discard(struct sandbox *sb);
+void sbx_discard_now(struct sandbox *sb);                           /* on cubed exit: leave sandboxes running, close the store */
 
 #endif

@@ -2,6 +2,7 @@
  * file descriptor handed over by cubed, listens on :49983, signals readiness on another descriptor,
  * then routes HTTP: CORS, the access token, the plain endpoints and the Connect services. As PID 1
  * it also reaps every child, routing exit statuses of started processes to the process service. */
+#include "envd/claim.h"
 #include "envd/connect.h"
 #include "envd/core.h"
 #include "envd/envd.h"
@@ -54,6 +55,8 @@ static void on_request(http_req *req, void *ctx)
 		envd_http_health(req);
 		return;
 	}
+	if (envd_claim_handle(req)) /* cubed's pool (envd/claim.c) */
+		return;
 	int token_ok = envd_token_ok(req);
 	if (strcmp(path, "/files") == 0 && (get || post)) {
 		/* A signed URL may stand in for the token (§3.13). */
@@ -166,6 +169,7 @@ static int apply_config(const char *text, size_t len, cube_err *err)
 		envd.max_upload_bytes = (unsigned long long)json_integer_value(max);
 	envd_merge_envs(json_object_get(cfg, "envVars"));
 	envd_boot_config(cfg);
+	envd_claim_config(cfg);
 	json_t *host = json_object_get(cfg, "hostname");
 	/* Only as PID 1 of a sandbox: a test run on the host must not rename the machine. */
 	if (json_is_string(host) && *json_string_value(host) && getpid() == 1 &&

@@ -42,6 +42,8 @@ static const char *const migrations[] = {
 	"ALTER TABLE sandboxes ADD COLUMN auto_pause INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE sandboxes ADD COLUMN auto_resume INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE sandboxes ADD COLUMN timeout_s INTEGER NOT NULL DEFAULT 0;",
+	/* 3 -> 4: pre-warmed pool settings per template */
+	"CREATE TABLE pool_settings (template TEXT PRIMARY KEY, min INTEGER NOT NULL, max INTEGER NOT NULL);",
 };
 
 enum stmt_id {
@@ -61,6 +63,8 @@ enum stmt_id {
 	ST_JOB_PUT,
 	ST_JOB_ALL,
 	ST_JOB_DELETE,
+	ST_POOL_PUT,
+	ST_POOL_ALL,
 	ST_COUNT
 };
 
@@ -87,6 +91,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_JOB_PUT] = "INSERT OR REPLACE INTO template_jobs (id, doc, created_ms) VALUES (?1, ?2, ?3)",
 	[ST_JOB_ALL] = "SELECT doc FROM template_jobs ORDER BY created_ms, id",
 	[ST_JOB_DELETE] = "DELETE FROM template_jobs WHERE id = ?1",
+	[ST_POOL_PUT] = "INSERT OR REPLACE INTO pool_settings (template, min, max) VALUES (?1, ?2, ?3)",
+	[ST_POOL_ALL] = "SELECT template, min, max FROM pool_settings ORDER BY template",
 };
 
 static sqlite3 *db;
@@ -585,4 +591,31 @@ int store_job_delete(const char *id, cube_err *err)
 		return db_fail(err, "delete template job");
 	bind_text(s, 1, id);
 	return exec_write(s, "delete template job", err);
+}
+
+/* ---- pool settings ---- */
+
+int store_pool_put(const char *template_name, unsigned min, unsigned max, cube_err *err)
+{
+	sqlite3_stmt *s = stmt(ST_POOL_PUT);
+	if (!s)
+		return db_fail(err, "save pool settings");
+	bind_text(s, 1, template_name);
+	sqlite3_bind_int64(s, 2, min);
+	sqlite3_bind_int64(s, 3, max);
+	return exec_write(s, "save pool settings", err);
+}
+
+int store_pool_load_all(void (*fn)(const char *template_name, unsigned min, unsigned max, void *arg), void *arg,
+			cube_err *err)
+{
+	sqlite3_stmt *s = stmt(ST_POOL_ALL);
+	if (!s)
+		return db_fail(err, "load pool settings");
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn((const char *)sqlite3_column_text(s, 0), (unsigned)sqlite3_column_int64(s, 1),
+		   (unsigned)sqlite3_column_int64(s, 2), arg);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(err, "load pool settings");
 }

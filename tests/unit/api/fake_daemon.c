@@ -281,3 +281,49 @@ json_t *builds_status(const char *tid, const char *bid, long offset, cube_err *e
 	cube_fail(err, 404, 0, "no builds in the fake daemon");
 	return NULL;
 }
+
+/* ---- the pool (daemon/pool.h): one settings row per template, no sandboxes ---- */
+
+static struct {
+	char name[64];
+	unsigned min, max;
+	int set;
+} fake_pool;
+
+size_t pool_idle_total(void)
+{
+	return 0;
+}
+
+int pool_set(const char *template_ref, unsigned min, unsigned max, cube_err *err)
+{
+	if (!tpl_find(template_ref))
+		return cube_fail(err, 404, 0, "template '%s' not found", template_ref);
+	if (min > max)
+		return cube_fail(err, 400, 0, "min (%u) must not exceed max (%u)", min, max);
+	snprintf(fake_pool.name, sizeof fake_pool.name, "%s", template_ref);
+	fake_pool.min = min;
+	fake_pool.max = max;
+	fake_pool.set = 1;
+	return 0;
+}
+
+json_t *pool_get_json(const char *template_ref, cube_err *err)
+{
+	if (!tpl_find(template_ref)) {
+		cube_fail(err, 404, 0, "template '%s' not found", template_ref);
+		return NULL;
+	}
+	int mine = fake_pool.set && strcmp(fake_pool.name, template_ref) == 0;
+	return json_pack("{s:s,s:i,s:i}", "templateID", template_ref, "min", mine ? (int)fake_pool.min : 0, "max",
+			 mine ? (int)fake_pool.max : 0);
+}
+
+json_t *pool_list_json(void)
+{
+	json_t *a = json_array();
+	if (fake_pool.set)
+		json_array_append_new(a, json_pack("{s:s,s:i,s:i}", "templateID", fake_pool.name, "min",
+						   (int)fake_pool.min, "max", (int)fake_pool.max));
+	return a;
+}

@@ -427,6 +427,42 @@ static void test_schema_version_and_wal(void **state)
 	assert_int_equal(store_open(db_path, &err), 0);
 }
 
+struct pool_row {
+	char name[32];
+	unsigned min, max;
+};
+
+static void collect_pool(const char *name, unsigned min, unsigned max, void *arg)
+{
+	struct pool_row *rows = arg;
+	size_t i = 0;
+	while (rows[i].name[0])
+		i++;
+	snprintf(rows[i].name, sizeof rows[i].name, "%s", name);
+	rows[i].min = min;
+	rows[i].max = max;
+}
+
+static void test_pool_settings(void **state)
+{
+	(void)state;
+	cube_err err = {0};
+	assert_int_equal(store_pool_put("base", 1, 4, &err), 0);
+	assert_int_equal(store_pool_put("alpha", 0, 2, &err), 0);
+	assert_int_equal(store_pool_put("base", 2, 8, &err), 0); /* replaces */
+	store_close();
+	assert_int_equal(store_open(db_path, &err), 0);
+	struct pool_row rows[4];
+	memset(rows, 0, sizeof rows);
+	assert_int_equal(store_pool_load_all(collect_pool, rows, &err), 0);
+	assert_string_equal(rows[0].name, "alpha");
+	assert_int_equal(rows[0].max, 2);
+	assert_string_equal(rows[1].name, "base");
+	assert_int_equal(rows[1].min, 2);
+	assert_int_equal(rows[1].max, 8);
+	assert_string_equal(rows[2].name, "");
+}
+
 static void test_open_failure(void **state)
 {
 	(void)state;
@@ -454,6 +490,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_template_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_version_and_wal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_settings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
