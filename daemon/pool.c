@@ -220,8 +220,13 @@ static void refill(void)
 		if (tp->backoff_until_ms > now)
 			continue;
 		const struct tpl *t = tpl_find(tp->name);
-		if (!t)
+		if (!t) { /* the template was deleted: its pooled sandboxes can never be claimed */
+			char key[2 * CLAIM_KEY_BYTES + 1];
+			struct sandbox *sb;
+			while ((sb = pop_idle(tp, key, sizeof key, 1)))
+				sbx_discard(sb);
 			continue;
+		}
 		while (tp->nidle + tp->warming < target && P.warming < MAX_WARMING && adm_has_room(1))
 			warm_one(tp, t);
 	}
