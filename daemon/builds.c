@@ -290,6 +290,10 @@ static int publish(const char *tree, const char *key, cube_err *err)
 	snprintf(tmp, sizeof tmp, "%s/sha256/.tmp-%s-%s", tjobs_layers_dir(), key, suffix);
 	snprintf(final, sizeof final, "%s/sha256/%s", tjobs_layers_dir(), key);
 	snprintf(root, sizeof root, "%s/rootfs", tmp);
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s/sha256", tjobs_layers_dir());
+	if (cube_mkdir_p(dir, 0700) < 0)
+		return cube_fail(err, 500, errno, "layer store %s", dir);
 	rm_rf(final); /* a forced rebuild replaces the cached layer */
 	if (mkdir(tmp, 0700) < 0 || rename(tree, root) < 0 || rename(tmp, final) < 0) {
 		int e = errno;
@@ -337,6 +341,13 @@ static void clean_upper(const char *upper)
 		snprintf(p, sizeof p, "%s/%s", upper, dirs[i]);
 		rmdir(p); /* only when empty */
 	}
+}
+
+/* envd's own log lines (timestamped) and the wrapper's lines are not the step's output. */
+static bool envd_noise(const char *line)
+{
+	return (strlen(line) > 24 && line[4] == '-' && line[10] == 'T' && line[23] == 'Z') || strcmp(line, ")") == 0 ||
+	       strncmp(line, "echo \"" EXIT_MARK, 6 + strlen(EXIT_MARK)) == 0;
 }
 
 static int run_step(struct ctx *c, int idx, const char *cmd, const char *user, const char *key, cube_err *err)
@@ -388,7 +399,7 @@ static int run_step(struct ctx *c, int idx, const char *cmd, const char *user, c
 			*nl = '\0';
 			if (strncmp(line, EXIT_MARK, strlen(EXIT_MARK)) == 0)
 				status = atoi(line + strlen(EXIT_MARK));
-			else if (*line)
+			else if (*line && !envd_noise(line))
 				blog(c->b, "info", idx, "%s", line);
 			seen += (size_t)(nl - line) + 1;
 			line = nl + 1;
@@ -626,6 +637,12 @@ static int write_template(struct ctx *c, cube_err *err)
 		json_object_set_new(t, "startUser", json_string(c->user));
 		json_object_set_new(t, "startCwd", json_string(c->cwd));
 	}
+	/* The SDK's waitForPort(P) readyCmd ("ss -Htuln sport = :P") becomes readyPort: creates wait for it. */
+	const char *ready = json_string_value(json_object_get(b->body, "readyCmd"));
+	const char *sport = ready ? strstr(ready, "sport = :") : NULL;
+	int port = sport ? atoi(sport + 9) : 0;
+	if (start && *start && port > 0 && port < 65536)
+		json_object_set_new(t, "readyPort", json_integer(port));
 	json_object_set_new(t, "buildID", json_string(b->bid));
 	char tmp[PATH_MAX + 80], dir[PATH_MAX + 80], file[PATH_MAX + 100];
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", tjobs_templates_dir(), b->tid);
@@ -742,8 +759,10 @@ static void *build_thread_body(struct build *b)
 	}
 	if (write_template(&c, &err) < 0)
 		goto failed;
-	if (json_string_value(json_object_get(b->body, "readyCmd")))
-		blog(b, "warn", -1, "readyCmd is not run by this server; sandboxes are ready when envd is");
+	const char *ready = json_string_value(json_object_get(b->body, "readyCmd"));
+	if (ready && !strstr(ready, "sport = :"))
+		blog(b, "warn", -1, "readyCmd is not run by this server (only waitForPort is understood); sandboxes "
+				    "are ready when envd is");
 	blog(b, "info", -1, "template %s is ready", b->tid);
 	set_status(b, "ready");
 	goto out;
