@@ -125,8 +125,34 @@ static char *files_dir(void)
 
 /* ---- requests ---- */
 
+#define BUILDS_KEPT 50 /* finished builds remembered for their status and logs */
+
+static void prune_builds(void)
+{
+	size_t finished = 0;
+	pthread_mutex_lock(&lock);
+	struct build **pp = &builds;
+	while (*pp) {
+		struct build *b = *pp;
+		bool done = strcmp(b->status, "ready") == 0 || strcmp(b->status, "error") == 0;
+		if (done && ++finished > BUILDS_KEPT) {
+			*pp = b->next;
+			free(b->status);
+			json_decref(b->logs);
+			json_decref(b->reason);
+			json_decref(b->req);
+			json_decref(b->body);
+			free(b);
+			continue;
+		}
+		pp = &b->next;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
 int builds_request(json_t *req, json_t **out, cube_err *err)
 {
+	prune_builds();
 	const char *name = json_string_value(json_object_get(req, "name"));
 	if (!name)
 		name = json_string_value(json_object_get(req, "alias"));
@@ -773,8 +799,8 @@ failed:
 	if (failed_step >= 0)
 		json_object_set_new(b->reason, "step", json_sprintf("%d", failed_step));
 	pthread_mutex_unlock(&lock);
-	set_status(b, "error");
 	log_warn("template build %s/%s failed: %s", b->tid, b->bid, err.msg);
+	set_status(b, "error"); /* last touch of b: a finished build may be pruned from here on */
 out:
 	json_decref(c.layers);
 	json_decref(c.env);

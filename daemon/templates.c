@@ -752,8 +752,37 @@ static bool alias_taken(const char *alias)
 	return false;
 }
 
+#define JOBS_KEPT 100 /* finished jobs remembered (memory and store); older ones are forgotten */
+
+/* Forget the oldest finished jobs beyond JOBS_KEPT (loop thread; running jobs are never touched). */
+static void prune_jobs(void)
+{
+	size_t finished = 0;
+	pthread_mutex_lock(&T.lock);
+	struct job **pp = &T.jobs;
+	while (*pp) {
+		struct job *j = *pp;
+		const char *ph = json_string_value(json_object_get(j->doc, "phase"));
+		bool done = !j->running && ph && (strcmp(ph, "READY") == 0 || strcmp(ph, "FAILED") == 0);
+		if (done && ++finished > JOBS_KEPT && !j->dirty) {
+			*pp = j->next;
+			cube_err err = {0};
+			if (store_job_delete(j->id, &err) < 0)
+				log_error("template job %s: %s", j->id, err.msg);
+			json_decref(j->doc);
+			free(j->layers);
+			free(j->password);
+			free(j);
+			continue;
+		}
+		pp = &j->next;
+	}
+	pthread_mutex_unlock(&T.lock);
+}
+
 int tjobs_submit(json_t *req, json_t **job_out, cube_err *err)
 {
+	prune_jobs();
 	if (!json_is_object(req))
 		return cube_fail(err, 400, 0, "body must be a JSON object");
 	const char *image = json_string_value(json_object_get(req, "image"));
