@@ -279,8 +279,9 @@ int main(int argc, char **argv)
 	uv_run(loop, UV_RUN_DEFAULT);
 	pool_shutdown(); /* pooled sandboxes are never adopted: destroy them now */
 	tjobs_shutdown();
+	size_t live = sbx_count();
 	sbx_shutdown();
-	net_shutdown();
+	net_shutdown(live);
 	unlink(sock);
 	return 0;
 }

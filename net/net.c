@@ -544,8 +544,8 @@ unsigned net_learn(struct net_sbx *ns, const uint32_t *addrs, const uint32_t *tt
 	return learned;
 }
 
-void net_shutdown(void)
+void net_shutdown(size_t live)
 {
-	/* Links, programs and maps stay: sandboxes keep their network until the next cubed adopts them. */
-	nft_teardown();
+	/* Links, programs and maps stay with running sandboxes until the next cubed adopts them. */
+	nft_teardown(live == 0);
 }

@@ -51,6 +51,8 @@ const struct net_policy *net_sandbox_policy(const struct net_sbx *ns);
 const char *net_sandbox_traffic_token(const struct net_sbx *ns);
 /* {"address","gateway","link", policy fields...} for GET .../network and the CLI. */
 json_t *net_sandbox_json(const struct net_sbx *ns);
-void net_shutdown(void);
+/* On exit. With sandboxes still running everything stays for the next cubed; with none (live == 0)
+ * the nftables table goes too, so a stopped instance leaves no rules behind. */
+void net_shutdown(size_t live);
 
 #endif

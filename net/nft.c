@@ -91,8 +91,15 @@ void nft_http_redirect_remove(const char *link, unsigned port)
 		log_warn("network: remove the HTTP redirect of %s: %s", link, err.msg);
 }
 
-void nft_teardown(void)
+void nft_teardown(int remove_table)
 {
+	if (N.ctx && remove_table) {
+		char cmd[128];
+		cube_err err = {0};
+		snprintf(cmd, sizeof cmd, "delete table ip %s\n", N.table);
+		if (run(cmd, &err) < 0)
+			log_warn("network: %s", err.msg);
+	}
 	if (N.ctx)
 		nft_ctx_free(N.ctx);
 	N.ctx = NULL;

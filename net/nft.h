@@ -11,6 +11,7 @@ int nft_setup(const char *instance, const char *link_prefix, const char *pool, c
 /* Redirect TCP port 80 arriving on link to the local forwarder's port (and admit it to the host). */
 int nft_http_redirect(const char *link, unsigned port, cube_err *err);
 void nft_http_redirect_remove(const char *link, unsigned port);
-void nft_teardown(void);
+/* remove_table: also delete the table (no sandbox is left that needs its NAT). */
+void nft_teardown(int remove_table);
 
 #endif

@@ -17,7 +17,7 @@ PACKAGES=(
 	# unit tests
 	libcmocka-dev
 	# the default template and the runtime's host-side tools
-	debootstrap busybox-static iproute2 procps util-linux
+	debootstrap busybox-static iproute2 procps util-linux nftables
 	# scripts and end-to-end tests
 	ca-certificates curl python3
 	# the network-policy tests' fake internet (authoritative DNS) and the network benchmark

@@ -1,9 +1,11 @@
 // A small fake "internet" for the network-policy tests, built only from namespaces and links this file
 // creates: a network namespace with HTTP servers (which echo who they are and the request headers),
 // UDP echo servers and an authoritative DNS server (dnsmasq), joined to the host by one veth pair.
-// Only the test addresses below are routed to it (main table, /32s); traffic from the test's sandbox
-// pool is confined by a policy-routing rule to a table whose default is unreachable, so nothing a
-// sandbox sends can use the host's default route. Addresses are documentation/benchmark ranges.
+// Traffic from the test's sandbox pool is confined by a policy-routing rule to a table with /32 routes to
+// the fake servers and an unreachable default, so nothing a sandbox sends can use the host's default
+// route. The host itself (cubed's resolver and header forwarder) reaches the public fake servers through
+// /32 routes in the main table; those addresses differ per instance (a block of 16 picked at start), so
+// test runs on one machine do not collide. Addresses are documentation/benchmark ranges.
 
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,14 +15,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { sleep } from './harness.mjs';
 
-export const ADDR = {
-  api: '203.0.113.10',      // api.example.test (allowed by "*.example.test")
-  web: '203.0.113.11',      // web.example.test and plain public server
-  other: '198.51.100.10',   // other.test
-  private: '10.213.0.10',   // a private-range server
-  metadata: '169.254.169.254',
-  dns: '203.0.113.53',
-};
+// Filled in by the FakeInternet constructor (one per test process): block k of 16 addresses.
+export const ADDR = {};
+function addresses(k) {
+  return {
+    api: `203.0.113.${16 * k + 10}`,     // api.example.test (allowed by "*.example.test")
+    web: `203.0.113.${16 * k + 11}`,     // web.example.test and plain public server
+    dns: `203.0.113.${16 * k + 13}`,
+    other: `198.51.100.${16 * k + 10}`,  // other.test
+    private: `10.213.${k}.10`,           // a private-range server (sandbox table only)
+    metadata: '169.254.169.254',         // (sandbox table only)
+  };
+}
+const HOST_ROUTED = ['api', 'web', 'dns', 'other'];
 export const PORTS = { http: 80, odd: 8443, udp: 9999, sink: 5001 };  // sink: counts bytes (benchmarks)
 
 const ip = (...args) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
@@ -90,6 +97,8 @@ export class FakeInternet {
     const q = 4 * (parseInt(tag, 16) % 64);
     this.uplinkHost = `198.19.0.${q + 1}`;
     this.uplinkInet = `198.19.0.${q + 2}`;
+    this.block = parseInt(tag, 16) % 15;
+    Object.assign(ADDR, addresses(this.block));
     this.procs = [];
   }
 
@@ -102,10 +111,25 @@ export class FakeInternet {
     ip('-n', ns, 'link', 'set', 'lo', 'up');
     ip('-n', ns, 'addr', 'add', `${uplinkInet}/30`, 'dev', 'uplink');
     ip('-n', ns, 'link', 'set', 'uplink', 'up');
+    // Host routes for a block no other fake internet on this machine uses right now.
+    for (let i = 0; ; i++) {
+      const added = [];
+      try {
+        for (const k of HOST_ROUTED) {
+          ip('route', 'add', `${ADDR[k]}/32`, 'via', uplinkInet, 'dev', hostLink);
+          added.push(ADDR[k]);
+        }
+        break;
+      } catch (e) {
+        for (const a of added) tryIp('route', 'del', `${a}/32`, 'dev', hostLink);
+        if (i >= 14) throw e;
+        this.block = (this.block + 1) % 15;
+        Object.assign(ADDR, addresses(this.block));
+      }
+    }
     // No default route in the fake internet: it answers only the (masqueraded) uplink address.
     for (const a of Object.values(ADDR)) {
       ip('-n', ns, 'addr', 'add', `${a}/32`, 'dev', 'lo');
-      ip('route', 'add', `${a}/32`, 'via', uplinkInet, 'dev', hostLink);
       ip('route', 'add', `${a}/32`, 'via', uplinkInet, 'dev', hostLink, 'table', table);
     }
     ip('route', 'add', 'unreachable', 'default', 'table', table);

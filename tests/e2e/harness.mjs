@@ -250,6 +250,11 @@ export class Cubed {
     this.proc = null;
     const reaped = await reapInstance(this.stateDir);
     if (reaped) process.stderr.write(`[harness] killed ${reaped} leftover sandbox process(es) of ${this.stateDir}\n`);
+    // cubed removes its nftables table when it stops with no sandbox left; after a crash it cannot.
+    try {
+      const inst = fs.readFileSync(path.join(this.stateDir, 'instance-id'), 'utf8').trim();
+      if (/^[0-9a-f]{12}$/.test(inst)) await run('nft', ['delete', 'table', 'ip', `cube_${inst}`]).catch(() => {});
+    } catch { /* never started */ }
     // Never recurse into a dir that still has mounts (it would walk into sandbox trees).
     if (!process.env.CUBE_E2E_KEEP && this.stateDir && mountsUnder(this.stateDir).length === 0) {
       await fsp.rm(this.stateDir, { recursive: true, force: true }).catch(() => {});

@@ -7,15 +7,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { before, after } from 'node:test';
-import { useCubed, forEachSdk, ctest, api, dataRequest, waitFor, loadSdk, run, bin } from './harness.mjs';
+import { forEachSdk, ctest, api, dataRequest, waitFor, loadSdk, run, bin, Cubed } from './harness.mjs';
 import { createHash, randomBytes } from 'node:crypto';
 import { FakeInternet, ADDR, PORTS, FLOOD_NAMES, hostListener, probe } from './fakenet.mjs';
 
 const inet = new FakeInternet();
 let hostSrv;
-before(async () => { await inet.start(); hostSrv = await hostListener(); }, { timeout: 60_000 });
-after(async () => { hostSrv?.close(); await inet.stop(); }, { timeout: 60_000 });
-const c = useCubed({ extraArgs: inet.cubedArgs() });
+// One hook each way, so cubed only starts once the fake internet is up and everything stops in reverse.
+const c = new Cubed({ extraArgs: inet.cubedArgs() });
+before(async () => { await inet.start(); hostSrv = await hostListener(); await c.start(); }, { timeout: 90_000 });
+after(async () => {
+  try { await c.stop(); } finally { hostSrv?.close(); await inet.stop(); }
+}, { timeout: 90_000 });
 
 const ok = (r, k) => assert.ok(r[k]?.ok, `${k} should be reachable, got ${JSON.stringify(r[k])}`);
 const blocked = (r, k) => assert.ok(r[k] && !r[k].ok, `${k} should be blocked, got ${JSON.stringify(r[k])}`);
@@ -127,7 +130,7 @@ ctest(c, 'cubemastercli sandbox network get|set', async () => {
     const j = JSON.parse(r.stdout);
     assert.deepEqual([j.allowOut, j.denyOut, j.allow_internet_access], [['api.example.test'], [ADDR.web], true]);
     r = await cli('get', sbx.sandboxId);
-    assert.match(r.stdout, /deny out\s+203\.0\.113\.11/);
+    assert.match(r.stdout, new RegExp(`deny out\\s+${ADDR.web.replace(/\./g, '\\.')}\n`));
     r = await cli('set', sbx.sandboxId, '--deny-out', 'example.com');
     assert.equal(r.code, 1);
     assert.match(r.stderr, /400/);
@@ -250,4 +253,23 @@ ctest(c, 'kill removes every link of the sandbox', async () => {
   assert.equal(instanceLinks().length, before + 1);
   await s.kill();
   assert.ok(await waitFor(() => instanceLinks().length === before, 5_000), `links left: ${instanceLinks()}`);
+});
+
+ctest(c, 'a cubed that stops with no sandbox left removes its nftables table; with sandboxes it keeps it', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const c2 = new Cubed({ extraArgs: ['--net-pool', '198.19.255.0/26'] });
+  await c2.start();
+  try {
+    const inst = fs.readFileSync(path.join(c2.stateDir, 'instance-id'), 'utf8').trim();
+    const table = async () => (await run('nft', ['list', 'table', 'ip', `cube_${inst}`])).code === 0;
+    assert.ok(await table(), 'no table while running');
+    const s = await Sandbox.create(c2.sdkOpts);
+    await c2.restart();                       // SIGTERM with a sandbox running: the table stays
+    assert.ok(await table(), 'the table went away under a running sandbox');
+    await s.kill();
+    await c2.signalAndWait('SIGTERM', 10_000); // nothing left: the table goes
+    assert.equal(await table(), false, 'the table outlived the last sandbox');
+  } finally {
+    await c2.stop();
+  }
 });
