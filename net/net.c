@@ -370,6 +370,9 @@ struct reclaim_ctx {
 	const char *const *live;
 	size_t n;
 	int removed;
+	char (*names)[IF_NAMESIZE]; /* links to remove, collected during the dump, removed after it */
+	int *indexes;
+	size_t nnames, cap;
 };
 
 static int is_live(const struct reclaim_ctx *c, const char *id)
@@ -393,18 +396,38 @@ static void reclaim_link(const char *name, int ifindex, void *arg)
 	pthread_mutex_unlock(&G.lock);
 	if (used)
 		return;
-	egress_sandbox_forget(ifindex);
-	cube_err err = {0};
-	if (nl_link_delete(name, &err) < 0)
-		log_warn("network: reclaim link %s: %s", name, err.msg);
-	else
-		c->removed++;
+	for (size_t i = 0; i < c->nnames; i++)
+		if (strcmp(c->names[i], name) == 0)
+			return; /* seen before the dump was restarted */
+	if (c->nnames == c->cap) {
+		size_t nc = c->cap ? c->cap * 2 : 16;
+		void *nn = realloc(c->names, nc * sizeof *c->names), *ni = nn ? realloc(c->indexes, nc * sizeof *c->indexes) : NULL;
+		if (nn)
+			c->names = nn;
+		if (!ni)
+			return;
+		c->indexes = ni;
+		c->cap = nc;
+	}
+	snprintf(c->names[c->nnames], IF_NAMESIZE, "%s", name);
+	c->indexes[c->nnames++] = ifindex;
 }
 
 int net_reclaim(const char *const *live, size_t n, cube_err *err)
 {
-	struct reclaim_ctx c = {live, n, 0};
-	if (nl_links_foreach(G.prefix, reclaim_link, &c, err) < 0)
+	struct reclaim_ctx c = {.live = live, .n = n};
+	int rc = nl_links_foreach(G.prefix, reclaim_link, &c, err);
+	for (size_t i = 0; rc == 0 && i < c.nnames; i++) {
+		egress_sandbox_forget(c.indexes[i]);
+		cube_err e = {0};
+		if (nl_link_delete(c.names[i], &e) < 0)
+			log_warn("network: reclaim link %s: %s", c.names[i], e.msg);
+		else
+			c.removed++;
+	}
+	free(c.names);
+	free(c.indexes);
+	if (rc < 0)
 		return -1;
 	DIR *d = opendir(G.state_dir);
 	struct dirent *e;

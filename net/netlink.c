@@ -14,7 +14,7 @@
 typedef int (*nl_cb)(const struct nlmsghdr *nlh, void *arg);
 
 /* Send nlh and run cb on every reply until the ack or NLMSG_DONE. Returns -errno on failure. */
-static int nl_talk(struct nlmsghdr *nlh, nl_cb cb, void *arg)
+static int nl_talk_once(struct nlmsghdr *nlh, nl_cb cb, void *arg)
 {
 	struct mnl_socket *nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
 	if (!nl)
@@ -37,6 +37,8 @@ static int nl_talk(struct nlmsghdr *nlh, nl_cb cb, void *arg)
 	}
 	for (;;) {
 		ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+		if (n < 0 && errno == EINTR)
+			continue; /* a signal, not an answer */
 		if (n < 0) {
 			rc = -errno;
 			break;
@@ -52,6 +54,19 @@ static int nl_talk(struct nlmsghdr *nlh, nl_cb cb, void *arg)
 	free(buf);
 out:
 	mnl_socket_close(nl);
+	return rc;
+}
+
+/* A dump that raced with a change of the table ends with NLM_F_DUMP_INTR (libmnl: EINTR): the links of
+ * other sandboxes come and go all the time, so ask again. Callbacks must tolerate seeing entries twice. */
+static int nl_talk(struct nlmsghdr *nlh, nl_cb cb, void *arg)
+{
+	int rc;
+	for (int i = 0; i < 20; i++) {
+		rc = nl_talk_once(nlh, cb, arg);
+		if (rc != -EINTR || !(nlh->nlmsg_flags & NLM_F_DUMP))
+			break;
+	}
 	return rc;
 }
 

@@ -45,7 +45,11 @@ function cgroupState(instance) {
 
 const sandboxDirs = (instance, id) => cgroupState(instance).dirs.filter((d) => d.split('/').includes(id));
 const sandboxPids = (instance, id) => [...new Set(sandboxDirs(instance, id).flatMap((d) => walkDirs(d)).flatMap(procsIn))];
-const links = () => fs.readdirSync('/sys/class/net').sort();
+// Host links: the sandbox links of this instance ("cb" + its first 6 hex, see docs/operations.md) and every
+// other link that is not a sandbox link of another cubed or a fake internet's uplink (network-policy
+// tests of other instances may run meanwhile).
+const links = (instance) => fs.readdirSync('/sys/class/net')
+  .filter((n) => n.startsWith(`cb${instance.slice(0, 6)}`) || !/^cb([0-9a-f]{6}\d+|tr[0-9a-f]{6})$/.test(n)).sort();
 
 function mountsReferring(strs) {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l && strs.some((s) => l.includes(s)));
@@ -64,7 +68,7 @@ ctest(c, 'kill -9 and restart: truthful list, adopted sandboxes work, nothing le
   const sdk51 = await loadSdk('e2b-2.51');
   const sdk45 = await loadSdk('e2b-2.45');
   const baseNetns = netnsInodes().size;
-  const baseLinks = links();
+  const baseLinks = links(instance);
 
   const a = await sdk51.Sandbox.create({ ...c.sdkOpts, metadata: { who: 'a' } });
   const b = await sdk45.Sandbox.create({ ...c.sdkOpts, metadata: { who: 'b' } });
@@ -137,7 +141,7 @@ ctest(c, 'kill -9 and restart: truthful list, adopted sandboxes work, nothing le
   assert.deepEqual([...ourNetns].filter((n) => held.has(n)), [], 'sandbox network namespaces still held');
   const nsBack = await waitFor(() => netnsInodes().size <= baseNetns, 10_000);
   assert.ok(nsBack, `network namespaces: baseline ${baseNetns}, now ${netnsInodes().size}`);
-  assert.deepEqual(links(), baseLinks, 'network links left on the host');
+  assert.deepEqual(links(instance), baseLinks, 'network links left on the host');
   assert.equal((await api(c, 'GET', '/health', { key: null })).status, 204);
 });
 
