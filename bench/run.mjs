@@ -123,6 +123,40 @@ async function latencyScenarios(results) {
   }
 }
 
+// The same pool-hit c=1 scenario against a second cubed whose state dir (SQLite) is on tmpfs: the
+// difference is what the store's fsyncs (WAL, synchronous=FULL) cost on this disk.
+async function fsyncBound(results) {
+  const t = new Cubed({ extraArgs: ['--log-level', 'warn'] });
+  const tmp = process.env.TMPDIR;
+  process.env.TMPDIR = '/dev/shm'; // the harness makes the state dir in os.tmpdir()
+  try { await t.start(); } finally { if (tmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = tmp; }
+  if (!t.stateDir.startsWith('/dev/shm/')) throw new Error(`state dir ${t.stateDir} is not on tmpfs`);
+  try {
+    const tcli = (...a) => run(bin.cli, ['--socket', t.socket, ...a], { timeoutMs: 20_000 });
+    const lat = [];
+    while (lat.length < N) {
+      await tcli('pool', 'set', 'base', '--min', '50', '--max', '50');
+      await waitFor(async () => { const g = JSON.parse((await tcli('--json', 'pool', 'get', 'base')).stdout); return g.idle >= 50 && g.warming === 0; }, 120_000, 50);
+      await sleep(200);
+      const ids = [];
+      for (let i = 0; i < Math.min(50, N - lat.length); i++) {
+        const t0 = performance.now();
+        const r = await api(t, 'POST', '/v2/sandboxes', { body: { templateID: 'base', timeout: 600 } });
+        lat.push(performance.now() - t0);
+        if (r.status !== 201) throw new Error(`create: ${r.status}`);
+        ids.push(r.json.sandboxID);
+      }
+      await tcli('pool', 'set', 'base', '--max', '0');
+      for (const id of ids) await api(t, 'DELETE', `/sandboxes/${id}`);
+    }
+    results.poolHitC1StateOnTmpfs = summary(lat);
+    saveDat('pool-c1-tmpfs', lat);
+    log(`pool hit c=1, state on tmpfs: p50 ${r2(pct(lat, 50))} ms`);
+  } finally {
+    await t.stop();
+  }
+}
+
 async function sdkScenarios(results) {
   const { Sandbox } = await loadSdk('e2b-2.51');
   const one = async () => {
@@ -250,9 +284,10 @@ async function density(results) {
   const before = meminfo();
   const ids = [];
   const t0 = performance.now();
-  let failed = 0;
+  let failed = 0, started = 0;
   await Promise.all(Array.from({ length: 8 }, async () => {
-    while (ids.length + failed < DENSITY) {
+    while (started < DENSITY) {
+      started++;
       try { ids.push((await create()).id); } catch (e) { failed++; if (failed < 3) log(`density create failed: ${e.message}`); }
     }
   }));
@@ -319,6 +354,7 @@ async function main() {
   try {
     for (let i = 0; i < 5; i++) { const { id } = await create(); await kill(id); } // page cache, SDK, keep-alive
     await latencyScenarios(results);
+    await fsyncBound(results);
     await sdkScenarios(results);
     await throughput(results);
     await sideBySide(results);

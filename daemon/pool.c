@@ -7,8 +7,9 @@
  *
  * Refill runs on a timer and after every claim: a template's target is its claim rate over the last
  * seconds times REFILL_HORIZON_S, kept between min and max; at most MAX_WARMING boots run at once
- * (they share the CPU with cold creates), and only while admission has a slot to spare and twice the
- * memory reserve available, so pooled sandboxes never take the room a real request needs. */
+ * (they share the CPU with cold creates), none within REFILL_DEFER_MS of a claim while the pool still
+ * has idle sandboxes (a burst is served first), and only while admission has a slot to spare and twice
+ * the memory reserve available, so pooled sandboxes never take the room a real request needs. */
 #include "daemon/pool.h"
 
 #include <curl/curl.h>
@@ -31,6 +32,8 @@
 #define CLAIM_TIMEOUT_MS 5000
 #define FAILURE_BACKOFF_MS 2000
 #define CLAIM_KEY_BYTES 24
+#define REFILL_DEFER_MS 100     /* no boots right after a claim while sandboxes are idle: on 2 cores a
+				 * boot next to a burst of claims doubles their latency */
 
 struct tpool {
 	char name[128];
@@ -53,6 +56,7 @@ static struct {
 	unsigned warming;
 	uv_timer_t tick;
 	long long window_start_ms;
+	long long last_claim_ms;
 	int running;
 } P;
 
@@ -217,7 +221,7 @@ static void refill(void)
 				sbx_discard(sb);
 			continue;
 		}
-		if (tp->backoff_until_ms > now)
+		if (tp->backoff_until_ms > now || (tp->nidle > 0 && now - P.last_claim_ms < REFILL_DEFER_MS))
 			continue;
 		const struct tpl *t = tpl_find(tp->name);
 		if (!t) { /* the template was deleted: its pooled sandboxes can never be claimed */
@@ -378,6 +382,7 @@ int pool_claim(const struct tpl *t, const struct sbx_create_req *req, const stru
 		return 0;
 	}
 	tp->hits++;
+	P.last_claim_ms = cube_mono_ms();
 	cw->t0 = uv_hrtime();
 	cw->sb = sb;
 	cw->t = t;
