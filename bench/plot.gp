@@ -14,5 +14,7 @@ files = "pool-c1 pool-c10 pool-c50 cold-c1 cold-c10 cold-c50 sdk-pool sdk-cold p
 titles = "pool-hit c=1|pool-hit c=10|pool-hit c=50|pool-off c=1|pool-off c=10|pool-off c=50|SDK create→run('true') pool|SDK create→run('true') cold|pool-hit c=1, state on tmpfs"
 t(i) = system(sprintf("echo '%s' | cut -d'|' -f%d", titles, i))
 stats_n(f) = system(sprintf("wc -l < %s/%s.dat", datadir, f)) + 0
-plot for [i=1:words(files)] sprintf("%s/%s.dat", datadir, word(files, i)) \
-  using 1:($0 + 1) / stats_n(word(files, i)) with lines lw 2 title t(i)
+plot for [i=1:8] sprintf("%s/%s.dat", datadir, word(files, i)) \
+  using 1:($0 + 1) / stats_n(word(files, i)) with lines lw 2 title t(i), \
+  sprintf("%s/pool-c1-tmpfs.dat", datadir) using 1:($0 + 1) / stats_n("pool-c1-tmpfs") \
+  with lines lw 2 dashtype 2 lc rgb "black" title t(9)
