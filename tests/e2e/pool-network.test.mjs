@@ -4,13 +4,14 @@
 
 import assert from 'node:assert/strict';
 import { before, after } from 'node:test';
-import { useCubed, forEachSdk, api, run, bin, waitFor } from './harness.mjs';
+import { Cubed, forEachSdk, api, run, bin, waitFor } from './harness.mjs';
 import { FakeInternet, ADDR, PORTS, probe } from './fakenet.mjs';
 
 const inet = new FakeInternet();
-before(async () => { await inet.start(); }, { timeout: 60_000 });
-after(async () => { await inet.stop(); }, { timeout: 60_000 });
-const c = useCubed({ extraArgs: inet.cubedArgs() });
+const c = new Cubed({ extraArgs: inet.cubedArgs() });
+// cubed starts after the fake internet exists, and stops before it goes
+before(async () => { await inet.start(); await c.start(); }, { timeout: 90_000 });
+after(async () => { try { await c.stop(); } finally { await inet.stop(); } }, { timeout: 90_000 });
 
 const cli = (...args) => run(bin.cli, ['--socket', c.socket, ...args], { timeoutMs: 15_000 });
 async function poolReady(n) {
