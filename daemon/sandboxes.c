@@ -476,12 +476,15 @@ static void create_done(uv_work_t *w, int status)
 		sb->state = SBX_RUNNING;
 		snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
 		net_sandbox_activate(sb->net);
+		int tx = store_begin(NULL) == 0; /* the row and its first log line: one durable commit */
 		persist(sb);
 		watch_exit(sb);
 		if (cw->log_rfd >= 0)
 			envd_log_start(sb, cw->log_rfd);
 		sbx_log(sb, "info", "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
 			(long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
+		if (tx)
+			store_commit(NULL);
 		metrics_observe("cube_sandbox_create_seconds", "Time to create a sandbox, by source (cold boot or pool claim).",
 				"source=\"cold\"", (double)(uv_hrtime() - cw->t0) / 1e9);
 		cw->cb(sb, NULL, cw->arg);
@@ -691,10 +694,13 @@ void sbx_activate(struct sandbox *sb, uint64_t t0_ns)
 	snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
 	net_sandbox_activate(sb->net);
 	table_add(sb);
+	int tx = store_begin(NULL) == 0; /* the row and its first log line: one durable commit */
 	persist(sb);
 	watch_exit(sb);
 	sbx_log(sb, "info", "sandbox started from template %s in %.2f ms (envd pid %d, claimed from the pool)",
 		sb->template_id, (double)(uv_hrtime() - t0_ns) / 1e6, (int)sb->rt.pid);
+	if (tx)
+		store_commit(NULL);
 	metrics_observe("cube_sandbox_create_seconds", "Time to create a sandbox, by source (cold boot or pool claim).",
 			"source=\"pool\"", (double)(uv_hrtime() - t0_ns) / 1e9);
 }

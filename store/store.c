@@ -619,3 +619,21 @@ int store_pool_load_all(void (*fn)(const char *template_name, unsigned min, unsi
 	sqlite3_reset(s);
 	return rc == SQLITE_DONE ? 0 : db_fail(err, "load pool settings");
 }
+
+/* ---- grouping writes ---- */
+
+int store_begin(cube_err *err)
+{
+	if (!db)
+		return db_fail(err, "begin");
+	return exec_sql("BEGIN IMMEDIATE", "begin", err);
+}
+
+int store_commit(cube_err *err)
+{
+	if (exec_sql("COMMIT", "commit", err) < 0) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}

@@ -49,6 +49,10 @@ int store_log_delete(const char *sandbox_id, cube_err *err);
 int store_job_put(const char *id, json_t *doc, long long created_ms, cube_err *err);
 int store_job_load_all(void (*fn)(json_t *doc, void *arg), void *arg, cube_err *err);
 int store_job_delete(const char *id, cube_err *err);
+/* Group the next writes into one transaction (one fsync instead of one each). store_commit makes them
+ * durable; on its failure they are rolled back. Not nestable. */
+int store_begin(cube_err *err);
+int store_commit(cube_err *err);
 /* Pre-warmed pool settings per template (daemon/pool.c). */
 int store_pool_put(const char *template_name, unsigned min, unsigned max, cube_err *err);
 int store_pool_load_all(void (*fn)(const char *template_name, unsigned min, unsigned max, void *arg), void *arg,

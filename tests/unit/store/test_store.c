@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -463,6 +464,26 @@ static void test_pool_settings(void **state)
 	assert_string_equal(rows[2].name, "");
 }
 
+static void test_grouped_writes(void **state)
+{
+	(void)state;
+	cube_err err = {0};
+	long long now = (long long)time(NULL) * 1000; /* older lines are pruned at open */
+	assert_int_equal(store_begin(&err), 0);
+	assert_int_equal(store_log_append("igroup", now, "info", "one", &err), 0);
+	assert_int_equal(store_log_append("igroup", now + 1, "info", "two", &err), 0);
+	assert_int_equal(store_commit(&err), 0);
+	store_close();
+	assert_int_equal(store_open(db_path, &err), 0);
+	json_t *logs = NULL;
+	assert_int_equal(store_log_list("igroup", 0, 10, &logs, &err), 0);
+	assert_int_equal(json_array_size(logs), 2);
+	json_decref(logs);
+	/* a commit without a transaction fails and leaves the store usable */
+	assert_int_equal(store_commit(&err), -1);
+	assert_int_equal(store_log_append("igroup", now + 2, "info", "three", &err), 0);
+}
+
 static void test_open_failure(void **state)
 {
 	(void)state;
@@ -491,6 +512,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_version_and_wal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pool_settings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grouped_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
