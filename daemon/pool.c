@@ -348,8 +348,7 @@ static void claim_done(uv_work_t *w, int status)
 	if (cw->rc == 0) {
 		metrics_observe("cube_pool_claim_seconds", "Pool claim: from the request to envd holding its settings.",
 				"", (double)(uv_hrtime() - cw->t0) / 1e9);
-		sbx_activate(cw->sb, cw->t0);
-		cw->cb(cw->sb, NULL, cw->arg);
+		sbx_activate(cw->sb, cw->t0, cw->cb, cw->arg);
 	} else {
 		log_warn("pool %s: sandbox %s refused its claim (%s); destroying it", cw->t->name, cw->sb->id, cw->err.msg);
 		sbx_discard(cw->sb);

@@ -452,6 +452,93 @@ static void create_in_worker(uv_work_t *w)
 		rt_kill(sb->id, &sb->rt, NULL);
 }
 
+/* ---- group commit: new sandboxes become durable together ---- */
+
+/* Sandboxes that became ready in this loop iteration are persisted (row + "started" line) in one
+ * transaction when the iteration's I/O is done, and only then answered: under concurrent creates one
+ * fsync covers many of them instead of two each. */
+struct commit_item {
+	struct sandbox *sb;          /* holds a reference */
+	sbx_create_cb cb;
+	void *arg;
+	uint64_t t0;
+	int pooled;
+	char msg[160];
+};
+
+static struct {
+	struct commit_item *v;
+	size_t n, cap;
+	uv_check_t check;
+	int init;
+} GC;
+
+static void commit_new(uv_check_t *h)
+{
+	uv_check_stop(h);
+	struct commit_item *v = GC.v;
+	size_t n = GC.n;
+	GC.v = NULL;
+	GC.n = GC.cap = 0;
+	int tx = store_begin(NULL) == 0;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].sb->state != SBX_RUNNING)
+			continue; /* died in the meantime: retire() already removed it */
+		persist(v[i].sb);
+		sbx_log(v[i].sb, "info", "%s", v[i].msg);
+	}
+	if (tx)
+		store_commit(NULL);
+	for (size_t i = 0; i < n; i++) {
+		struct sandbox *sb = v[i].sb;
+		if (sb->state == SBX_RUNNING) {
+			metrics_observe("cube_sandbox_create_seconds",
+					"Time to create a sandbox, by source (cold boot or pool claim).",
+					v[i].pooled ? "source=\"pool\"" : "source=\"cold\"",
+					(double)(uv_hrtime() - v[i].t0) / 1e9);
+			v[i].cb(sb, NULL, v[i].arg);
+		} else {
+			cube_err err = {0};
+			cube_fail(&err, 500, 0, "sandbox %s stopped while it was being created", sb->id);
+			v[i].cb(NULL, &err, v[i].arg);
+		}
+		sandbox_unref(sb);
+	}
+	free(v);
+}
+
+static void commit_later(struct sandbox *sb, sbx_create_cb cb, void *arg, uint64_t t0, int pooled, const char *msg)
+{
+	if (!GC.init) {
+		uv_check_init(S.cfg.loop, &GC.check);
+		GC.init = 1;
+	}
+	if (GC.n == GC.cap) {
+		size_t nc = GC.cap ? GC.cap * 2 : 16;
+		struct commit_item *nv = realloc(GC.v, nc * sizeof *nv);
+		if (!nv) { /* no batching then: this one on its own */
+			int tx = store_begin(NULL) == 0;
+			persist(sb);
+			sbx_log(sb, "info", "%s", msg);
+			if (tx)
+				store_commit(NULL);
+			cb(sb, NULL, arg);
+			return;
+		}
+		GC.v = nv;
+		GC.cap = nc;
+	}
+	struct commit_item *it = &GC.v[GC.n++];
+	it->sb = sb;
+	sb->refs++;
+	it->cb = cb;
+	it->arg = arg;
+	it->t0 = t0;
+	it->pooled = pooled;
+	snprintf(it->msg, sizeof it->msg, "%s", msg);
+	uv_check_start(&GC.check, commit_new);
+}
+
 static void create_done(uv_work_t *w, int status)
 {
 	(void)status;
@@ -476,18 +563,13 @@ static void create_done(uv_work_t *w, int status)
 		sb->state = SBX_RUNNING;
 		snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
 		net_sandbox_activate(sb->net);
-		int tx = store_begin(NULL) == 0; /* the row and its first log line: one durable commit */
-		persist(sb);
 		watch_exit(sb);
 		if (cw->log_rfd >= 0)
 			envd_log_start(sb, cw->log_rfd);
-		sbx_log(sb, "info", "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
-			(long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
-		if (tx)
-			store_commit(NULL);
-		metrics_observe("cube_sandbox_create_seconds", "Time to create a sandbox, by source (cold boot or pool claim).",
-				"source=\"cold\"", (double)(uv_hrtime() - cw->t0) / 1e9);
-		cw->cb(sb, NULL, cw->arg);
+		char msg[160];
+		snprintf(msg, sizeof msg, "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
+			 (long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
+		commit_later(sb, cw->cb, cw->arg, cw->t0, 0, msg);
 	}
 	net_policy_free(&cw->network);
 	free(cw->envd_config);
@@ -688,21 +770,17 @@ char *sbx_claim_settings(struct sandbox *sb, const struct tpl *t, const struct s
 	return text;
 }
 
-void sbx_activate(struct sandbox *sb, uint64_t t0_ns)
+void sbx_activate(struct sandbox *sb, uint64_t t0_ns, sbx_create_cb cb, void *arg)
 {
 	sb->state = SBX_RUNNING;
 	snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
 	net_sandbox_activate(sb->net);
 	table_add(sb);
-	int tx = store_begin(NULL) == 0; /* the row and its first log line: one durable commit */
-	persist(sb);
 	watch_exit(sb);
-	sbx_log(sb, "info", "sandbox started from template %s in %.2f ms (envd pid %d, claimed from the pool)",
-		sb->template_id, (double)(uv_hrtime() - t0_ns) / 1e6, (int)sb->rt.pid);
-	if (tx)
-		store_commit(NULL);
-	metrics_observe("cube_sandbox_create_seconds", "Time to create a sandbox, by source (cold boot or pool claim).",
-			"source=\"pool\"", (double)(uv_hrtime() - t0_ns) / 1e9);
+	char msg[160];
+	snprintf(msg, sizeof msg, "sandbox started from template %s in %.2f ms (envd pid %d, claimed from the pool)",
+		 sb->template_id, (double)(uv_hrtime() - t0_ns) / 1e6, (int)sb->rt.pid);
+	commit_later(sb, cb, arg, t0_ns, 1, msg);
 }
 
 void sbx_discard(struct sandbox *sb)

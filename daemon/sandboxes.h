@@ -95,8 +95,9 @@ void sbx_warm(const struct tpl *t, const char *claim_key, sbx_create_cb cb, void
  * served from the pool). */
 char *sbx_claim_settings(struct sandbox *sb, const struct tpl *t, const struct sbx_create_req *req,
 			 const struct net_policy *policy, cube_err *err);
-/* envd took the claim: the sandbox enters the table as RUNNING and is persisted. */
-void sbx_activate(struct sandbox *sb, uint64_t t0_ns);
+/* envd took the claim: the sandbox enters the table as RUNNING; cb gets it once it is persisted (group
+ * commit at the end of this loop iteration), or an error if it died before. */
+void sbx_activate(struct sandbox *sb, uint64_t t0_ns, sbx_create_cb cb, void *arg);
 /* Destroy a pooled sandbox that is not in service (in the background / right now). */
 void sbx_discard(struct sandbox *sb);
 void sbx_discard_now(struct sandbox *sb);                           /* on cubed exit: leave sandboxes running, close the store */
