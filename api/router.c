@@ -60,7 +60,8 @@ static const struct route routes[] = {
 	{"GET", "/v2/sandboxes/{id}/logs", api_logs_v2, 0},
 	{"PUT", "/sandboxes/{id}/network", api_network_update, 0},
 	{"GET", "/sandboxes/{id}/network", api_network_get, 0},
-	{"POST", "/sandboxes/{id}/snapshots", api_not_supported_for_sandbox, 0},
+	{"POST", "/sandboxes/{id}/snapshots", api_snapshot_create, 0},
+	{"GET", "/snapshots", api_snapshot_list, 0},
 	{"POST", "/sandboxes/{id}/fork", api_not_supported_for_sandbox, 0},
 	{"GET", "/templates", api_templates_list, 0},
 	{"POST", "/templates/jobs", api_template_job_create, 0},
@@ -83,7 +84,7 @@ static const struct route routes[] = {
 
 /* Families we do not serve yet: a clear 501 instead of a bare 404 (later issues). */
 static const char *const unsupported_prefixes[] = {
-	"/templates", "/v2/templates", "/v3/templates", "/snapshots", "/secrets", "/volumes",
+	"/templates", "/v2/templates", "/v3/templates", "/secrets", "/volumes",
 };
 
 /* Match path against pattern; on success *id points into idbuf (or is NULL when the pattern has none). */

@@ -397,6 +397,8 @@ int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
 {
 	if (sb->state != SBX_PAUSED)
 		return cube_fail(err, 409, 0, "sandbox '%s' is not paused", sb->id);
+	if (sb->snapshotting)
+		return cube_fail(err, 409, 0, "sandbox '%s': a snapshot is being taken; retry shortly", sb->id);
 	long long t0 = mono_us();
 	if (rt_thaw(sb->id, &sb->rt, err) < 0)
 		return cube_wrap(err, "resume sandbox %s", sb->id);

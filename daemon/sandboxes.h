@@ -31,6 +31,7 @@ struct sandbox {
 	int auto_pause;            /* at timeout: pause instead of kill */
 	int auto_resume;           /* data-plane traffic resumes a paused sandbox */
 	int timeout_s;             /* the create-time TTL; an auto-resume grants it again */
+	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c): no resume meanwhile */
 	struct rt_sandbox rt;
 	/* private to daemon/sandboxes.c */
 	uv_poll_t *exit_watch;

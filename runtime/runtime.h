@@ -62,6 +62,9 @@ int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err);
  * works on a frozen sandbox, and a frozen sandbox stays frozen across a cubed restart. */
 int rt_freeze(const char *id, struct rt_sandbox *sb, cube_err *err);
 int rt_thaw(const char *id, struct rt_sandbox *sb, cube_err *err);
+/* Host path of the sandbox's writable overlay layer (upper dir), for copying it while the sandbox is
+ * frozen. Only for sandboxes started without spec->upper_dir. */
+int rt_layer_upper(const char *id, char *out, size_t len);
 /* Real cgroup figures (v1 or v2); disk from statfs of the sandbox's writable layer. */
 int rt_stats(const char *id, struct rt_sandbox *sb, struct rt_stats *out, cube_err *err);
 /* At start-up: kill and remove every sandbox cgroup of this instance whose id is not in live_ids.

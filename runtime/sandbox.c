@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdint.h>
@@ -362,6 +363,48 @@ static void describe_exit(pid_t pid, cube_err *err)
 		snprintf(err->msg + n, sizeof err->msg - n, " (killed by signal %d)", WTERMSIG(status));
 }
 
+static void layer_path(const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/sandboxes/%s/layer", R.state_dir, id);
+}
+
+static int mount_host_layer(const char *id, unsigned long long bytes, char *out, size_t len, cube_err *err)
+{
+	char opts[128];
+	layer_path(id, out, len);
+	if (cube_mkdir_p(out, 0700) < 0)
+		return cube_fail(err, 500, errno, "create %s", out);
+	/* Owned by the sandbox's root, as the tmpfs it mounted itself used to be. */
+	int n = snprintf(opts, sizeof opts, "mode=0700,uid=%u,gid=%u", R.uid_base, R.uid_base);
+	if (bytes)
+		snprintf(opts + n, sizeof opts - (size_t)n, ",size=%llu", bytes);
+	if (mount("cube-layer", out, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+		int e = errno;
+		rmdir(out);
+		return cube_fail(err, 500, e, "mount the writable layer on %s", out);
+	}
+	return 0;
+}
+
+/* Unmount (lazily: a snapshot copy may still hold it open) and remove <state>/sandboxes/<id>. */
+static void unmount_host_layer(const char *id)
+{
+	char dir[PATH_MAX];
+	layer_path(id, dir, sizeof dir);
+	while (umount2(dir, MNT_DETACH) == 0)
+		; /* stacked mounts from a crash between two starts */
+	rmdir(dir);
+	snprintf(dir, sizeof dir, "%s/sandboxes/%s", R.state_dir, id);
+	rmdir(dir);
+}
+
+int rt_layer_upper(const char *id, char *out, size_t len)
+{
+	if (!valid_id(id))
+		return -1;
+	return snprintf(out, len, "%s/sandboxes/%s/layer/upper", R.state_dir, id) < (int)len ? 0 : -1;
+}
+
 int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 {
 	out->pid = 0;
@@ -382,6 +425,16 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	cleanup_close int cgfd = -1;
 	if (cg_create(spec->id, &lim, &cgfd, err) < 0)
 		return cube_wrap(err, "sandbox %s", spec->id);
+	/* The writable layer: a size-limited tmpfs on the host at <state>/sandboxes/<id>/layer (the child
+	 * binds it), so cubed can copy it (snapshots). rt_kill and rt_reclaim unmount it. */
+	bool host_layer = false;
+	if (!spec->upper_dir) {
+		if (mount_host_layer(spec->id, spec->disk_bytes, p->upper_dir, sizeof p->upper_dir, err) < 0) {
+			cg_destroy(spec->id, NULL);
+			return cube_wrap(err, "sandbox %s", spec->id);
+		}
+		host_layer = true;
+	}
 
 	int rc = -1;
 	pid_t pid = -1;
@@ -482,6 +535,8 @@ out:
 	}
 	if (rc < 0 && pid <= 0)
 		cg_destroy(spec->id, NULL); /* ours: cg_create refused an existing one */
+	if (rc < 0 && host_layer)
+		unmount_host_layer(spec->id);
 	return rc;
 }
 
@@ -509,9 +564,7 @@ int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err)
 			close(sb->netns_fd);
 		sb->pidfd = sb->netns_fd = -1;
 	}
-	char leftover[PATH_MAX];
-	snprintf(leftover, sizeof leftover, "%s/sandboxes/%s", R.state_dir, id);
-	rmdir(leftover);
+	unmount_host_layer(id);
 	return rc;
 }
 

@@ -255,6 +255,11 @@ export class Cubed {
       const inst = fs.readFileSync(path.join(this.stateDir, 'instance-id'), 'utf8').trim();
       if (/^[0-9a-f]{12}$/.test(inst)) await run('nft', ['delete', 'table', 'ip', `cube_${inst}`]).catch(() => {});
     } catch { /* never started */ }
+    // Writable layers (host tmpfs under <state>/sandboxes/<id>/layer) of sandboxes cubed did not kill.
+    for (const l of mountsUnder(path.join(this.stateDir, 'sandboxes'))) {
+      const mp = l.split(' ')[4];
+      if (/\/sandboxes\/[a-z0-9]+\/layer$/.test(mp)) await run('umount', ['-l', mp]);
+    }
     // Never recurse into a dir that still has mounts (it would walk into sandbox trees).
     if (!process.env.CUBE_E2E_KEEP && this.stateDir && mountsUnder(this.stateDir).length === 0) {
       await fsp.rm(this.stateDir, { recursive: true, force: true }).catch(() => {});

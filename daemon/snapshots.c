@@ -1,0 +1,412 @@
+/* Snapshots (daemon/snapshots.h): freeze, copy the writable layer in a worker thread, thaw, then publish
+ * the layer and a template for it on the loop thread (where layer GC also runs, so GC never sees the new
+ * layer without its template). */
+#include "daemon/snapshots.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/templates.h"
+#include "image/layer_store.h"
+#include "image/template.h"
+#include "runtime/runtime.h"
+
+/* ---- copying a layer (worker thread) ---- */
+
+/* What the runtime itself puts in a writable layer: mount points and the files it writes at start. */
+static bool runtime_entry(int depth, const char *parent, const char *name)
+{
+	if (depth == 0)
+		return !strcmp(name, ".cube") || !strcmp(name, "dev") || !strcmp(name, "proc") || !strcmp(name, "sys") ||
+		       !strcmp(name, "tmp");
+	return depth == 1 && !strcmp(parent, "etc") &&
+	       (!strcmp(name, "hostname") || !strcmp(name, "hosts") || !strcmp(name, "resolv.conf"));
+}
+
+static int copy_xattrs(int src, int dst)
+{
+	char names[4096], val[4096];
+	ssize_t n = flistxattr(src, names, sizeof names);
+	if (n < 0)
+		return errno == ENOTSUP ? 0 : -1;
+	for (char *k = names; k < names + n; k += strlen(k) + 1) {
+		ssize_t v = fgetxattr(src, k, val, sizeof val);
+		if (v < 0 || fsetxattr(dst, k, val, (size_t)v, 0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int copy_data(int src, int dst)
+{
+	for (;;) {
+		ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
+		if (n == 0)
+			return 0;
+		if (n > 0)
+			continue;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+			return -1;
+		char buf[1 << 16];
+		ssize_t r;
+		while ((r = read(src, buf, sizeof buf)) > 0)
+			if (cube_write_all(dst, buf, (size_t)r) < 0)
+				return -1;
+		return r < 0 ? -1 : 0;
+	}
+}
+
+/* Copy the directory sfd into the (new, empty) directory dfd: owners, modes, times, xattrs (overlay's
+ * opaque markers), whiteouts (0/0 character devices) and symlinks as they are. Hard links become copies. */
+static int copy_tree(int sfd, int dfd, int depth, const char *dname, cube_err *err)
+{
+	int dup_fd = dup(sfd);
+	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	if (!d) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return cube_fail(err, 500, errno, "read layer dir");
+	}
+	struct dirent *e;
+	int rc = 0;
+	while (rc == 0 && (e = readdir(d))) {
+		const char *n = e->d_name;
+		if (!strcmp(n, ".") || !strcmp(n, "..") || runtime_entry(depth, dname, n))
+			continue;
+		struct stat st;
+		if (fstatat(sfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = cube_fail(err, 500, errno, "stat %s", n);
+			break;
+		}
+		struct timespec ts[2] = {st.st_atim, st.st_mtim};
+		if (S_ISDIR(st.st_mode)) {
+			int s2 = -1, d2 = -1;
+			if (mkdirat(dfd, n, 0700) < 0 || (s2 = openat(sfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+			    (d2 = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+			    copy_xattrs(s2, d2) < 0)
+				rc = cube_fail(err, 500, errno, "copy dir %s", n);
+			if (rc == 0)
+				rc = copy_tree(s2, d2, depth + 1, n, err);
+			if (rc == 0 && (fchown(d2, st.st_uid, st.st_gid) < 0 || fchmod(d2, st.st_mode & 07777) < 0 ||
+					fsync(d2) < 0 || futimens(d2, ts) < 0))
+				rc = cube_fail(err, 500, errno, "finish dir %s", n);
+			if (s2 >= 0)
+				close(s2);
+			if (d2 >= 0)
+				close(d2);
+		} else if (S_ISREG(st.st_mode)) {
+			int s2 = openat(sfd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int d2 = s2 < 0 ? -1 : openat(dfd, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (d2 < 0 || copy_data(s2, d2) < 0 || copy_xattrs(s2, d2) < 0 || fchown(d2, st.st_uid, st.st_gid) < 0 ||
+			    fchmod(d2, st.st_mode & 07777) < 0 || futimens(d2, ts) < 0 || fsync(d2) < 0)
+				rc = cube_fail(err, errno == ENOSPC ? 507 : 500, errno, "copy file %s", n);
+			if (s2 >= 0)
+				close(s2);
+			if (d2 >= 0)
+				close(d2);
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t len = readlinkat(sfd, n, target, sizeof target - 1);
+			if (len < 0 || (target[len] = '\0', symlinkat(target, dfd, n) < 0) ||
+			    fchownat(dfd, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    utimensat(dfd, n, ts, AT_SYMLINK_NOFOLLOW) < 0)
+				rc = cube_fail(err, 500, errno, "copy symlink %s", n);
+		} else {
+			/* Whiteouts (char 0/0), fifos, device nodes: cubed may create them in the init namespace. */
+			if (mknodat(dfd, n, st.st_mode, st.st_rdev) < 0 ||
+			    fchownat(dfd, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+				rc = cube_fail(err, 500, errno, "copy node %s", n);
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* ---- the work ---- */
+
+struct snap_work {
+	uv_work_t work;
+	char sandbox_id[32], snap_id[32], name[128], template_id[128];
+	char upper[PATH_MAX], scratch[PATH_MAX + 64];
+	snap_cb cb;
+	void *arg;
+	cube_err err;
+	int rc;
+	long long t0;
+};
+
+static void copy_in_worker(uv_work_t *w)
+{
+	struct snap_work *sw = (struct snap_work *)w;
+	char root[PATH_MAX + 80];
+	snprintf(root, sizeof root, "%s/rootfs", sw->scratch);
+	sw->rc = -1;
+	layer_store_remove_tree(sw->scratch);
+	int sfd = open(sw->upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), dfd = -1;
+	struct stat st;
+	if (sfd < 0) {
+		cube_fail(&sw->err, 409, errno, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
+		return;
+	}
+	if (mkdir(sw->scratch, 0700) < 0 || mkdir(root, 0700) < 0 ||
+	    (dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(sfd, &st) < 0) {
+		cube_fail(&sw->err, 500, errno, "create %s", root);
+	} else if (copy_tree(sfd, dfd, 0, "", &sw->err) == 0 && copy_xattrs(sfd, dfd) == 0 &&
+		   fchown(dfd, st.st_uid, st.st_gid) == 0 && fchmod(dfd, st.st_mode & 07777) == 0 && fsync(dfd) == 0) {
+		sw->rc = 0;
+	} else if (!sw->err.msg[0]) {
+		cube_fail(&sw->err, 500, errno, "copy the root of the layer");
+	}
+	close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	if (sw->rc < 0)
+		layer_store_remove_tree(sw->scratch);
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n;
+	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The snapshot's template.json: the parent's, with the new layer on top of the parent's layers. */
+static json_t *template_doc(const struct snap_work *sw, const char *hex, cube_err *err)
+{
+	const struct tpl *parent = tpl_find(sw->template_id);
+	if (!parent) {
+		cube_fail(err, 409, 0, "the template of sandbox %s (%s) no longer exists", sw->sandbox_id, sw->template_id);
+		return NULL;
+	}
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/template.json", parent->dir);
+	json_t *doc = json_load_file(path, 0, NULL);
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		cube_fail(err, 500, 0, "read %s", path);
+		return NULL;
+	}
+	json_t *layers = json_array();
+	json_array_append_new(layers, json_sprintf("sha256/%s", hex));
+	json_t *pl = json_object_get(doc, "layers");
+	if (json_is_array(pl) && json_array_size(pl))
+		json_array_extend(layers, pl);
+	else
+		json_array_append_new(layers, json_sprintf("template/%s", parent->name));
+	json_object_set_new(doc, "layers", layers);
+	json_object_set_new(doc, "name", json_string(sw->snap_id));
+	json_object_set_new(doc, "aliases", sw->name[0] ? json_pack("[s]", sw->name) : json_array());
+	json_object_set_new(doc, "snapshot", json_pack("{s:s,s:s,s:I}", "sandboxID", sw->sandbox_id, "template",
+						       parent->name, "createdMs", (json_int_t)cube_now_ms()));
+	return doc;
+}
+
+static int publish(struct snap_work *sw, cube_err *err)
+{
+	char hex[65], shadir[PATH_MAX + 16], layer[PATH_MAX + 96];
+	sha256_hex(sw->snap_id, hex);
+	const char *layers_dir = tjobs_layers_dir(), *tdir = tjobs_templates_dir();
+	snprintf(shadir, sizeof shadir, "%s/sha256", layers_dir);
+	snprintf(layer, sizeof layer, "%s/%s", shadir, hex);
+	json_t *doc = template_doc(sw, hex, err);
+	if (!doc)
+		return -1;
+	if ((cube_mkdir_p(shadir, 0755) < 0 || rename(sw->scratch, layer) < 0 || fsync_dir(shadir) < 0)) {
+		json_decref(doc);
+		return cube_fail(err, 500, errno, "publish layer %s", layer);
+	}
+	char tmp[PATH_MAX + 64], dir[PATH_MAX + 64], file[PATH_MAX + 96];
+	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", tdir, sw->snap_id);
+	snprintf(dir, sizeof dir, "%s/%s", tdir, sw->snap_id);
+	snprintf(file, sizeof file, "%s/template.json", tmp);
+	layer_store_remove_tree(tmp);
+	int rc = 0;
+	if (mkdir(tmp, 0755) < 0 || json_dump_file(doc, file, JSON_INDENT(2)) < 0) {
+		rc = cube_fail(err, 500, errno, "write %s", file);
+	} else {
+		int fd = open(file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0 || fsync_dir(tmp) < 0 || rename(tmp, dir) < 0 || fsync_dir(tdir) < 0)
+			rc = cube_fail(err, 500, errno, "publish template %s", dir);
+		if (fd >= 0)
+			close(fd);
+	}
+	json_decref(doc);
+	if (rc < 0) {
+		layer_store_remove_tree(tmp);
+		layer_store_remove_tree(layer);
+		return -1;
+	}
+	if (tjobs_reload(err) < 0)
+		return cube_wrap(err, "load snapshot %s", sw->snap_id);
+	return 0;
+}
+
+static void copy_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct snap_work *sw = (struct snap_work *)w;
+	/* Thaw first: the sandbox waits for nothing else. One paused meanwhile stays paused. */
+	struct sandbox *sb = sbx_find(sw->sandbox_id);
+	if (sb && sb->snapshotting) {
+		sb->snapshotting = 0;
+		cube_err terr = {0};
+		if (sb->state == SBX_RUNNING && rt_thaw(sb->id, &sb->rt, &terr) < 0)
+			log_error("sandbox %s: thaw after snapshot: %s", sb->id, terr.msg);
+	}
+	if (sw->rc == 0 && publish(sw, &sw->err) < 0)
+		sw->rc = -1;
+	if (sw->rc < 0) {
+		layer_store_remove_tree(sw->scratch);
+		log_warn("snapshot of %s failed: %s", sw->sandbox_id, sw->err.msg);
+		sw->cb(NULL, &sw->err, sw->arg);
+	} else {
+		if (sb)
+			sbx_log(sb, "info", "snapshot %s taken in %lld ms", sw->snap_id, cube_mono_ms() - sw->t0);
+		json_t *names = sw->name[0] ? json_pack("[s]", sw->name) : json_array();
+		sw->cb(json_pack("{s:s,s:o}", "snapshotID", sw->snap_id, "names", names), NULL, sw->arg);
+	}
+	free(sw);
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 100)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
+{
+	cube_err err = {0};
+	if (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) {
+		cube_fail(&err, 409, 0, "sandbox %s is %s", sb->id, sb->state == SBX_STARTING ? "still starting" : "going away");
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (sb->snapshotting) {
+		cube_fail(&err, 409, 0, "a snapshot of sandbox %s is already being taken", sb->id);
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (name && !valid_name(name)) {
+		cube_fail(&err, 400, 0, "invalid snapshot name '%s' (letters, digits, '.', '_', '-')", name);
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (name && tpl_find(name)) {
+		cube_fail(&err, 409, 0, "the name '%s' is already used by a template or snapshot", name);
+		cb(NULL, &err, arg);
+		return;
+	}
+	struct snap_work *sw = calloc(1, sizeof *sw);
+	if (!sw) {
+		cube_fail(&err, 500, ENOMEM, "snapshot");
+		cb(NULL, &err, arg);
+		return;
+	}
+	snprintf(sw->sandbox_id, sizeof sw->sandbox_id, "%s", sb->id);
+	snprintf(sw->template_id, sizeof sw->template_id, "%s", sb->template_id);
+	snprintf(sw->name, sizeof sw->name, "%s", name ? name : "");
+	memcpy(sw->snap_id, "snap", 4);
+	cube_random_alnum(sw->snap_id + 4, 16);
+	snprintf(sw->scratch, sizeof sw->scratch, "%s/.copy-snap-%s", tjobs_layers_dir(), sw->snap_id);
+	if (rt_layer_upper(sb->id, sw->upper, sizeof sw->upper) < 0) {
+		free(sw);
+		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
+		cb(NULL, &err, arg);
+		return;
+	}
+	sw->cb = cb;
+	sw->arg = arg;
+	sw->t0 = cube_mono_ms();
+	/* A consistent copy: nothing in the sandbox writes while it is taken (a paused one stays paused). */
+	if (sb->state == SBX_RUNNING && rt_freeze(sb->id, &sb->rt, &err) < 0) {
+		free(sw);
+		cb(NULL, &err, arg);
+		return;
+	}
+	sb->snapshotting = 1;
+	uv_queue_work(uv_default_loop(), &sw->work, copy_in_worker, copy_done);
+}
+
+/* ---- listing ---- */
+
+struct snap_row {
+	json_t *info;
+	long long created;
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+	const struct snap_row *x = a, *y = b;
+	if (x->created != y->created)
+		return x->created < y->created ? -1 : 1;
+	return strcmp(json_string_value(json_object_get(x->info, "snapshotID")),
+		      json_string_value(json_object_get(y->info, "snapshotID")));
+}
+
+json_t *snap_list(const char *sandbox_id, const char *name)
+{
+	size_t n = tpl_count(), k = 0;
+	struct snap_row *rows = calloc(n ? n : 1, sizeof *rows);
+	json_t *out = json_array();
+	if (!rows)
+		return out;
+	for (size_t i = 0; i < n; i++) {
+		const struct tpl *t = tpl_at(i);
+		char path[PATH_MAX + 16];
+		snprintf(path, sizeof path, "%s/template.json", t->dir);
+		json_t *doc = json_load_file(path, 0, NULL);
+		json_t *s = json_object_get(doc, "snapshot");
+		const char *sid = json_string_value(json_object_get(s, "sandboxID"));
+		bool named = !name || (t->aliases[0] && strcmp(t->aliases[0], name) == 0) || strcmp(t->name, name) == 0;
+		if (json_is_object(s) && sid && named && (!sandbox_id || strcmp(sid, sandbox_id) == 0)) {
+			json_t *names = json_array();
+			for (char **a = t->aliases; *a; a++)
+				json_array_append_new(names, json_string(*a));
+			long long created = json_integer_value(json_object_get(s, "createdMs"));
+			char ts[40];
+			cube_format_time(created, ts, sizeof ts);
+			rows[k].created = created;
+			rows[k++].info = json_pack("{s:s,s:o,s:s,s:s}", "snapshotID", t->name, "names", names, "sandboxID", sid,
+						   "createdAt", ts);
+		}
+		json_decref(doc);
+	}
+	qsort(rows, k, sizeof *rows, row_cmp);
+	for (size_t i = 0; i < k; i++)
+		json_array_append_new(out, rows[i].info);
+	free(rows);
+	return out;
+}

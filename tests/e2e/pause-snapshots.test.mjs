@@ -1,0 +1,102 @@
+// Snapshots with the unmodified SDK: createSnapshot of a running (and of a paused) sandbox, sandboxes
+// created from the snapshot id or name see its files and keep their own writes private, list and delete;
+// a kill -9 of cubed while snapshots exist keeps them usable, and nothing is left mounted afterwards.
+
+import assert from 'node:assert/strict';
+import { after } from 'node:test';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir } from './harness.mjs';
+
+// A private templates dir (snapshots are written there as templates), with the shared base template.
+const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-snap-tpl-'));
+fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
+const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
+after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
+
+const mounts = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(c.stateDir));
+
+async function allSnapshots(Sandbox, opts = {}) {
+  const pager = Sandbox.listSnapshots({ ...c.sdkOpts, ...opts });
+  const all = [];
+  while (pager.hasNext && all.length < 1000) all.push(...await pager.nextItems());
+  return all;
+}
+
+forEachSdk(c, 'snapshot -> sandboxes from it see its files, their own writes stay private; list, delete', { timeout: 180_000 }, async ({ create, Sandbox }) => {
+  const src = await create({ timeoutMs: 120_000 });
+  const big = Buffer.alloc(3 << 20, 7);
+  await src.files.write('/home/user/data.bin', big.buffer.slice(big.byteOffset, big.byteOffset + big.length));
+  await src.commands.run('mkdir -p /opt/app && echo v1 > /opt/app/version && rm -f /etc/motd && ln -s /opt/app/version /home/user/link', { user: 'root' });
+  const bg = await src.commands.run('sleep 600', { background: true, timeoutMs: 0 });
+
+  const snap = await src.createSnapshot();
+  assert.match(snap.snapshotId, /^snap[a-z0-9]+$/);
+  assert.deepEqual(snap.names, []);
+  // The source keeps running, with its processes.
+  assert.equal((await src.commands.run('echo still')).stdout, 'still\n');
+  assert.ok((await src.commands.list()).some((p) => p.pid === bg.pid));
+  await src.files.write('/home/user/after.txt', 'written after the snapshot');
+
+  // Ten sandboxes from the snapshot.
+  const kids = await Promise.all(Array.from({ length: 10 }, () => create(snap.snapshotId, { timeoutMs: 120_000 })));
+  await Promise.all(kids.map(async (k, i) => {
+    const r = await k.commands.run('sha256sum /home/user/data.bin; cat /opt/app/version; readlink /home/user/link; ' +
+      'test -e /etc/motd && echo motd || echo no-motd; test -e /home/user/after.txt && echo after || echo no-after');
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines[0].split(/\s+/)[0], sha256(big), `kid ${i}: data.bin differs`);
+    assert.deepEqual(lines.slice(1), ['v1', '/opt/app/version', 'no-motd', 'no-after']);
+    await k.files.write('/home/user/mine.txt', `kid ${i}`);
+  }));
+  // Private writes: each kid sees only its own file; the source sees none of them.
+  for (const [i, k] of kids.entries()) assert.equal(await k.files.read('/home/user/mine.txt'), `kid ${i}`);
+  assert.equal((await src.commands.run('test -e /home/user/mine.txt && echo yes || echo no')).stdout, 'no\n');
+  assert.equal((await Sandbox.getInfo(kids[0].sandboxId, c.sdkOpts)).templateId, snap.snapshotId);
+
+  // A snapshot of a paused sandbox, with a name; it stays paused.
+  assert.equal(await src.pause(), true);
+  const named = await Sandbox.createSnapshot(src.sandboxId, { ...c.sdkOpts, name: `named-${snap.snapshotId}` });
+  assert.deepEqual(named.names, [`named-${snap.snapshotId}`]);
+  assert.equal((await Sandbox.getInfo(src.sandboxId, c.sdkOpts)).state, 'paused');
+  const fromName = await create(`named-${snap.snapshotId}`);
+  assert.equal(await fromName.files.read('/home/user/after.txt'), 'written after the snapshot');
+
+  const listed = (await allSnapshots(Sandbox, { sandboxId: src.sandboxId })).map((s) => s.snapshotId);
+  assert.deepEqual(listed.sort(), [snap.snapshotId, named.snapshotId].sort());
+  const paged = await Sandbox.listSnapshots({ ...c.sdkOpts, sandboxId: src.sandboxId, limit: 1 }).nextItems();
+  assert.equal(paged.length, 1);
+
+  // Delete: refused while sandboxes use it, then fine; unknown → false.
+  await assert.rejects(Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts));
+  await Promise.all(kids.map((k) => k.kill()));
+  assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+  assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), false);
+  assert.ok(!(await allSnapshots(Sandbox)).some((s) => s.snapshotId === snap.snapshotId));
+  await fromName.kill();
+  assert.equal(await Sandbox.deleteSnapshot(named.snapshotId, c.sdkOpts), true);
+  await src.connect();
+  assert.equal((await src.commands.run('cat /opt/app/version')).stdout, 'v1\n');
+});
+
+ctest(c, 'snapshots survive kill -9 of cubed; errors; nothing stays mounted', { timeout: 120_000 }, async () => {
+  const { Sandbox, SandboxNotFoundError } = await loadSdk('e2b-2.51');
+  const src = await Sandbox.create(c.sdkOpts);
+  await src.files.write('/home/user/keep.txt', 'kept');
+  const snap = await src.createSnapshot();
+  await c.kill9();
+  await c.restart();
+  const kid = await Sandbox.create(snap.snapshotId, c.sdkOpts);
+  assert.equal(await kid.files.read('/home/user/keep.txt'), 'kept');
+  assert.ok((await allSnapshots(Sandbox)).some((s) => s.snapshotId === snap.snapshotId));
+
+  await assert.rejects(Sandbox.createSnapshot('inosuchsandbox', c.sdkOpts), SandboxNotFoundError);
+  const bad = await api(c, 'POST', `/sandboxes/${src.sandboxId}/snapshots`, { body: { name: 'no/slashes' } });
+  assert.equal(bad.status, 400);
+  assert.equal((await api(c, 'GET', '/snapshots?limit=0')).status, 400);
+
+  await kid.kill();
+  await src.kill();
+  assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+  assert.deepEqual(mounts(), [], 'mounts left on the host');
+});
