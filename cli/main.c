@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{"cubebox", cmd_cubebox, "cubebox destroy|rm ID...: kill sandboxes"},
 	{"sandbox", cmd_sandbox, "sandbox pause|resume ID... | network get|set ID: pause, resume, egress policy"},
 	{"apikey", cmd_apikey, "apikey create|list|delete: manage API keys (admin socket only)"},
+	{"snapshot", cmd_snapshot, "snapshot create|list|delete: snapshots of sandboxes' files"},
 	{"tpl", cmd_tpl, "tpl create-from-image|watch|list|info|delete: templates from OCI images"},
 	{"pool", cmd_pool, "pool set|get|list: pre-warmed sandboxes per template (admin socket only)"},
 };

@@ -234,6 +234,9 @@ static int publish(struct snap_work *sw, cube_err *err)
 	const char *layers_dir = tjobs_layers_dir(), *tdir = tjobs_templates_dir();
 	snprintf(shadir, sizeof shadir, "%s/sha256", layers_dir);
 	snprintf(layer, sizeof layer, "%s/%s", shadir, hex);
+	/* Checked again here, serialized with every other publish: two snapshots raced for one name. */
+	if (sw->name[0] && tpl_find(sw->name))
+		return cube_fail(err, 409, 0, "the name '%s' is already used by a template or snapshot", sw->name);
 	json_t *doc = template_doc(sw, hex, err);
 	if (!doc)
 		return -1;

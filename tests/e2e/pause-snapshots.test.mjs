@@ -7,7 +7,7 @@ import { after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin } from './harness.mjs';
 
 // A private templates dir (snapshots are written there as templates), with the shared base template.
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-snap-tpl-'));
@@ -99,4 +99,36 @@ ctest(c, 'snapshots survive kill -9 of cubed; errors; nothing stays mounted', { 
   await src.kill();
   assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
   assert.deepEqual(mounts(), [], 'mounts left on the host');
+});
+
+ctest(c, 'cubemastercli snapshot create, list and delete', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const src = await Sandbox.create(c.sdkOpts);
+  const cli = (...args) => run(bin.cli, ['--socket', c.socket, ...args]);
+  try {
+    await src.files.write('/home/user/cli.txt', 'from the cli snapshot');
+    let r = await cli('snapshot', 'create', src.sandboxId, '--name', `cli-${src.sandboxId}`);
+    assert.equal(r.code, 0, r.stderr);
+    const id = r.stdout.trim();
+    assert.match(id, /^snap[a-z0-9]+$/);
+    r = await cli('--json', 'snapshot', 'list', '--sandbox', src.sandboxId);
+    assert.equal(r.code, 0, r.stderr);
+    const listed = JSON.parse(r.stdout);
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].snapshotID, id);
+    assert.deepEqual(listed[0].names, [`cli-${src.sandboxId}`]);
+    r = await cli('snapshot', 'list');
+    assert.match(r.stdout, new RegExp(`^${id}\\s+cli-${src.sandboxId}\\s+${src.sandboxId}`, 'm'));
+    const kid = await Sandbox.create(`cli-${src.sandboxId}`, c.sdkOpts);
+    assert.equal(await kid.files.read('/home/user/cli.txt'), 'from the cli snapshot');
+    await kid.kill();
+    r = await cli('snapshot', 'delete', id);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${id} deleted\n`);
+    r = await cli('snapshot', 'delete', id);
+    assert.equal(r.code, 1);
+    assert.equal((await cli('snapshot', 'create')).code, 2);
+  } finally {
+    await src.kill().catch(() => null);
+  }
 });

@@ -1,0 +1,175 @@
+/* `snapshot create|list|delete`: POST /sandboxes/{id}/snapshots, GET /snapshots (all pages),
+ * DELETE /templates/{id}. A snapshot is a template: `Sandbox.create(snapshotID)` starts from it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: cubemastercli snapshot create SANDBOX_ID [--name NAME] [--json]\n"
+		"       cubemastercli snapshot list [--sandbox SANDBOX_ID] [--json]\n"
+		"       cubemastercli snapshot delete SNAPSHOT_ID... [--json]\n"
+		"Snapshot a sandbox's files (it is frozen while they are copied), list or delete snapshots.\n");
+}
+
+static int create(struct cli_ctx *ctx, const char *sandbox, const char *name)
+{
+	char *id = cli_url_encode(sandbox);
+	char path[512];
+	snprintf(path, sizeof path, "/sandboxes/%s/snapshots", id ? id : "");
+	free(id);
+	json_t *body = name ? json_pack("{s:s}", "name", name) : json_object();
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	struct cli_response resp;
+	int rc = cli_request(ctx, "POST", path, text, &resp);
+	free(text);
+	if (rc != 0)
+		return rc;
+	if ((rc = cli_check_status(&resp)) == 0) {
+		json_t *j = cli_response_json(&resp);
+		if (!j)
+			rc = CLI_API_ERROR;
+		else if (ctx->json)
+			cli_print_json(j);
+		else
+			printf("%s\n", json_string_value(json_object_get(j, "snapshotID")));
+		json_decref(j);
+	}
+	cli_response_free(&resp);
+	return rc;
+}
+
+static int list(struct cli_ctx *ctx, const char *sandbox)
+{
+	json_t *all = json_array();
+	char *token = NULL;
+	int rc = 0;
+	do {
+		char path[1024];
+		char *sid = sandbox ? cli_url_encode(sandbox) : NULL, *tok = token ? cli_url_encode(token) : NULL;
+		snprintf(path, sizeof path, "/snapshots?limit=100%s%s%s%s", sid ? "&sandboxID=" : "", sid ? sid : "",
+			 tok ? "&nextToken=" : "", tok ? tok : "");
+		free(sid);
+		free(tok);
+		free(token);
+		token = NULL;
+		struct cli_response resp;
+		if ((rc = cli_request(ctx, "GET", path, NULL, &resp)) != 0)
+			break;
+		json_t *page = (rc = cli_check_status(&resp)) == 0 ? cli_response_json(&resp) : NULL;
+		if (page)
+			json_array_extend(all, page);
+		else
+			rc = rc ? rc : CLI_API_ERROR;
+		json_decref(page);
+		if (rc == 0 && resp.next_token && *resp.next_token)
+			token = strdup(resp.next_token);
+		cli_response_free(&resp);
+	} while (rc == 0 && token);
+	free(token);
+	if (rc == 0 && ctx->json) {
+		cli_print_json(all);
+	} else if (rc == 0) {
+		size_t n = json_array_size(all);
+		const char **cells = calloc((n + 1) * 4, sizeof *cells);
+		char(*names)[256] = calloc(n ? n : 1, sizeof *names);
+		if (!cells || !names) {
+			rc = CLI_API_ERROR;
+		} else {
+			static const char *const head[] = {"SNAPSHOT ID", "NAMES", "SANDBOX", "CREATED"};
+			memcpy(cells, head, sizeof head);
+			for (size_t i = 0; i < n; i++) {
+				json_t *s = json_array_get(all, i), *nm = json_object_get(s, "names"), *v;
+				size_t k;
+				json_array_foreach(nm, k, v) {
+					size_t o = strlen(names[i]);
+					snprintf(names[i] + o, sizeof names[i] - o, "%s%s", k ? "," : "", json_string_value(v));
+				}
+				const char **row = cells + (i + 1) * 4;
+				row[0] = json_string_value(json_object_get(s, "snapshotID"));
+				row[1] = names[i][0] ? names[i] : "-";
+				row[2] = json_string_value(json_object_get(s, "sandboxID"));
+				row[3] = json_string_value(json_object_get(s, "createdAt"));
+			}
+			cli_print_table(cells, n + 1, 4);
+		}
+		free(cells);
+		free(names);
+	}
+	json_decref(all);
+	return rc;
+}
+
+static int delete(struct cli_ctx *ctx, int argc, char **argv)
+{
+	int rc = 0;
+	json_t *gone = json_array();
+	for (int i = 0; i < argc; i++) {
+		char *id = cli_url_encode(argv[i]);
+		char path[512];
+		snprintf(path, sizeof path, "/templates/%s", id ? id : "");
+		free(id);
+		struct cli_response resp;
+		int r = cli_request(ctx, "DELETE", path, NULL, &resp);
+		if (r == CLI_UNREACHABLE) {
+			rc = r;
+			break;
+		}
+		if (cli_check_status(&resp) != 0) {
+			rc = CLI_API_ERROR;
+		} else {
+			json_array_append_new(gone, json_string(argv[i]));
+			if (!ctx->json)
+				printf("%s deleted\n", argv[i]);
+		}
+		cli_response_free(&resp);
+	}
+	if (ctx->json) {
+		json_t *out = json_pack("{s:O}", "deleted", gone);
+		cli_print_json(out);
+		json_decref(out);
+	}
+	json_decref(gone);
+	return rc;
+}
+
+int cmd_snapshot(const struct cli_ctx *ctx_in, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, 0, 'j'}, {"name", required_argument, 0, 'n'},
+		{"sandbox", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+	};
+	struct cli_ctx ctx = *ctx_in;
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_UNREACHABLE : CLI_OK;
+	}
+	const char *sub = argv[1], *name = NULL, *sandbox = NULL;
+	int c;
+	optind = 0;
+	argc--;
+	argv++;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': ctx.json = 1; break;
+		case 'n': name = optarg; break;
+		case 's': sandbox = optarg; break;
+		case 'h': usage(stdout); return CLI_OK;
+		default: usage(stderr); return CLI_UNREACHABLE;
+		}
+	}
+	int rest = argc - optind;
+	if (strcmp(sub, "create") == 0 && rest == 1 && !sandbox)
+		return create(&ctx, argv[optind], name);
+	if (strcmp(sub, "list") == 0 && rest == 0 && !name)
+		return list(&ctx, sandbox);
+	if (strcmp(sub, "delete") == 0 && rest >= 1 && !name && !sandbox)
+		return delete(&ctx, rest, argv + optind);
+	usage(stderr);
+	return CLI_UNREACHABLE;
+}
