@@ -30,6 +30,7 @@ struct options {
 	unsigned uid_base, uid_count, max_timeout_s, max_sandboxes;
 	unsigned long long max_upload_bytes;
 	long long memory_reserve_mb; /* -1: default */
+	long long sandboxes_memory_mb; /* -1: default */
 };
 
 static uv_loop_t *loop;
@@ -53,6 +54,8 @@ static void usage(FILE *out)
 		"  --max-sandboxes N        node limit on sandboxes, pooled ones included; 0 = none (default 1000)\n"
 		"  --memory-reserve-mb N    refuse creates (429) while host MemAvailable is below N MiB\n"
 		"                           (default 5%% of RAM, at least 256; 0 = off)\n"
+		"  --sandboxes-memory-mb N  memory limit of all sandboxes together (kernel-enforced)\n"
+		"                           (default RAM minus the reserve; 0 = none)\n"
 		"  --net-pool CIDR          sandbox addresses, a /30 each (default " NET_DEFAULT_POOL ")\n"
 		"  --dns-upstream IP[:PORT] where the sandboxes' resolver forwards (default: /etc/resolv.conf)\n"
 		"  --log-level LEVEL        debug, info, warn or error (default info)\n"
@@ -69,6 +72,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"max-timeout", required_argument, 0, 'T'}, {"max-upload-bytes", required_argument, 0, 'U'},
 		{"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
 		{"max-sandboxes", required_argument, 0, 'M'}, {"memory-reserve-mb", required_argument, 0, 'R'},
+		{"sandboxes-memory-mb", required_argument, 0, 'C'},
 		{"net-pool", required_argument, 0, 'N'},      {"dns-upstream", required_argument, 0, 'D'},
 		{"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
 	};
@@ -76,6 +80,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		.api = "127.0.0.1:3000", .proxy = "127.0.0.1:3001", .state_dir = "/var/lib/cubesandbox",
 		.domain = "localhost", .uid_base = 200000000, .uid_count = 65536, .max_timeout_s = 86400,
 		.max_upload_bytes = 1ULL << 30, .max_sandboxes = 1000, .memory_reserve_mb = -1,
+		.sandboxes_memory_mb = -1,
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -92,6 +97,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'U': o->max_upload_bytes = strtoull(optarg, NULL, 10); break;
 		case 'M': o->max_sandboxes = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': o->memory_reserve_mb = strtoll(optarg, NULL, 10); break;
+		case 'C': o->sandboxes_memory_mb = strtoll(optarg, NULL, 10); break;
 		case 'N': o->net_pool = optarg; break;
 		case 'D': o->dns_upstream = optarg; break;
 		case 'l':
@@ -130,6 +136,19 @@ static int instance_id(const char *state_dir, char out[13])
 	for (int i = 0; i < 6; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
+}
+
+static unsigned long long mem_total_mb(void)
+{
+	unsigned long long kb = 0;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "re");
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb / 1024;
 }
 
 /* 5% of RAM, at least 256 MiB: what the host keeps for itself when admitting sandboxes. */
@@ -230,6 +249,12 @@ int main(int argc, char **argv)
 				 .reserve_mb = o.memory_reserve_mb >= 0 ? (unsigned long long)o.memory_reserve_mb
 									: default_reserve_mb()};
 	adm_init(&adc);
+	/* Sandboxes together never take the host's reserve, however much each grows after admission. */
+	unsigned long long total = mem_total_mb();
+	unsigned long long cap_mb = o.sandboxes_memory_mb >= 0 ? (unsigned long long)o.sandboxes_memory_mb
+				    : total > adc.reserve_mb ? total - adc.reserve_mb : 0;
+	if (rt_set_memory_cap(cap_mb << 20, &err) < 0) /* e.g. adopted sandboxes already use more */
+		log_warn("memory cap of all sandboxes not set: %s", err.msg);
 	struct net_config nc = {.loop = loop, .state_dir = o.state_dir, .instance = instance, .pool = o.net_pool,
 				.dns_upstream = o.dns_upstream};
 	if (net_init(&nc, &err) < 0)
@@ -275,7 +300,8 @@ int main(int argc, char **argv)
 		log_warn("*** LOCAL AUTH MODE: ANY non-empty API key is accepted. Never expose this instance. ***");
 	log_info("cubed %s: api %s, proxy %s, admin %s, state %s, instance %s, templates %s, envd %s",
 		 CUBE_VERSION, o.api, o.proxy, sock, o.state_dir, instance, templates, envd_path);
-	log_info("admission: at most %u sandboxes, memory reserve %llu MiB", adc.max_sandboxes, adc.reserve_mb);
+	log_info("admission: at most %u sandboxes, memory reserve %llu MiB; all sandboxes capped at %llu MiB", adc.max_sandboxes,
+		 adc.reserve_mb, cap_mb);
 	uv_run(loop, UV_RUN_DEFAULT);
 	pool_shutdown(); /* pooled sandboxes are never adopted: destroy them now */
 	tjobs_shutdown();

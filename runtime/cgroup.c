@@ -45,6 +45,8 @@ void cg_kill_frozen(const char *id)
 		backend->kill_frozen(id);
 }
 
+int cg_cap_memory(unsigned long long bytes, cube_err *err) { return backend->cap_memory(bytes, err); }
+
 int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err)
 {
 	return backend->list(fn, arg, err);

@@ -229,8 +229,19 @@ static int v1_freeze(const char *id, bool frozen, cube_err *err)
 	return 0;
 }
 
+/* memory.limit_in_bytes of <memory>/cubesandbox/<instance>: the kernel charges every sandbox below it. */
+static int v1_cap_memory(unsigned long long bytes, cube_err *err)
+{
+	const struct hierarchy *h = with(CTL_MEMORY);
+	char val[32];
+	snprintf(val, sizeof val, bytes ? "%llu" : "-1", bytes);
+	if (!h || cg_write(h->base, "memory.limit_in_bytes", val) < 0)
+		return cube_fail(err, 500, h ? errno : ENOENT, "cgroup v1: limit memory of all sandboxes to %s", val);
+	return 0;
+}
+
 const struct cg_backend cg_v1_backend = {
 	.init = v1_init, .create = v1_create, .join_paths = v1_join_paths, .destroy = v1_destroy,
 	.contains = v1_contains, .usage = v1_usage, .list = v1_list, .freeze = v1_freeze,
-	.kill_frozen = v1_kill_frozen,
+	.kill_frozen = v1_kill_frozen, .cap_memory = v1_cap_memory,
 };

@@ -162,7 +162,18 @@ static int v2_freeze(const char *id, bool frozen, cube_err *err)
 	return 0;
 }
 
+/* memory.max of /sys/fs/cgroup/cubesandbox/<instance>: the kernel charges every sandbox below it. */
+static int v2_cap_memory(unsigned long long bytes, cube_err *err)
+{
+	char val[32];
+	snprintf(val, sizeof val, bytes ? "%llu" : "max", bytes);
+	if (cg_write(base, "memory.max", val) < 0)
+		return cube_fail(err, 500, errno, "cgroup v2: limit memory of all sandboxes to %s", val);
+	return 0;
+}
+
 const struct cg_backend cg_v2_backend = {
 	.init = v2_init, .create = v2_create, .join_paths = v2_join_paths, .destroy = v2_destroy,
 	.contains = v2_contains, .usage = v2_usage, .list = v2_list, .freeze = v2_freeze,
+	.cap_memory = v2_cap_memory,
 };

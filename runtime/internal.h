@@ -107,6 +107,8 @@ int cg_freeze(const char *id, bool frozen, cube_err *err);
 void cg_kill_frozen(const char *id);
 /* Call fn for each sandbox id that has a cgroup of this instance (any hierarchy, deduplicated). */
 int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
+/* Memory limit of the instance's parent cgroup: all sandboxes together (0 = none). */
+int cg_cap_memory(unsigned long long bytes, cube_err *err);
 
 /* Backend entry points, selected by cg_is_v2(). `dir` is the sandbox's cgroup path (without hierarchy
  * mount for v1, which has several). */
@@ -120,6 +122,7 @@ struct cg_backend {
 	int (*list)(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
 	int (*freeze)(const char *id, bool frozen, cube_err *err);
 	void (*kill_frozen)(const char *id); /* optional */
+	int (*cap_memory)(unsigned long long bytes, cube_err *err); /* all of this instance's sandboxes */
 };
 extern const struct cg_backend cg_v1_backend, cg_v2_backend;
 

@@ -49,6 +49,9 @@ struct rt_stats {
 
 /* Detect cgroup v2 vs v1/hybrid, create this instance's parent cgroups, compile the seccomp filter. */
 int rt_init(const struct rt_config *cfg, cube_err *err);
+/* Limit the memory of all this instance's sandboxes together (their parent cgroup; 0 = no limit). The
+ * kernel then reclaims and OOM-kills inside the sandboxes before the host runs out. */
+int rt_set_memory_cap(unsigned long long bytes, cube_err *err);
 /* Blocking and thread-safe; returns once envd has written its ready byte on fd 4 (10 s timeout). */
 int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err);
 /* After a cubed restart: check pid is alive with that start_time and in our cgroup; reopen its fds. */

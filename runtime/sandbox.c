@@ -153,6 +153,11 @@ int rt_init(const struct rt_config *cfg, cube_err *err)
 	return 0;
 }
 
+int rt_set_memory_cap(unsigned long long bytes, cube_err *err)
+{
+	return cg_cap_memory(bytes, err);
+}
+
 /* ---- start ---- */
 
 static int read_start_time(pid_t pid, unsigned long long *out)

@@ -2,7 +2,9 @@
 // an integer Retry-After and the JSON error body, nothing is started, and a freed slot is usable again.
 
 import assert from 'node:assert/strict';
-import { Cubed, ctest, api, forEachSdk } from './harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Cubed, ctest, api, forEachSdk, loadSdk } from './harness.mjs';
 import { before, after } from 'node:test';
 
 const small = new Cubed({ extraArgs: ['--max-sandboxes', '2'] });
@@ -52,4 +54,28 @@ forEachSdk(small, 'the SDK sees the refusal as an error, not a hang', async ({ c
   await assert.rejects(create({ timeoutMs: 60_000 }), (e) => /429|full|limit|rate/i.test(String(e?.message ?? e)));
   await a.kill();
   await b.kill();
+});
+
+// All sandboxes together are capped below the host's memory by the kernel: a sandbox that grows past the
+// node's cap (but within its own 512 MB) is OOM-killed inside, and the node, cubed and the sandbox survive.
+const capped = new Cubed({ extraArgs: ['--sandboxes-memory-mb', '300'] });
+before(async () => { await capped.start(); }, { timeout: 90_000 });
+after(async () => { await capped.stop(); }, { timeout: 90_000 });
+
+ctest(capped, 'the node memory cap stops a sandbox that grows past it; nothing else is hurt', async () => {
+  const instance = fs.readFileSync(path.join(capped.stateDir, 'instance-id'), 'utf8').trim();
+  const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const f = v2 ? `/sys/fs/cgroup/cubesandbox/${instance}/memory.max` : `/sys/fs/cgroup/memory/cubesandbox/${instance}/memory.limit_in_bytes`;
+  assert.equal(Number(fs.readFileSync(f, 'utf8').trim()), 300 * 1024 * 1024);
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create({ ...capped.sdkOpts });
+  try {
+    const r = await sbx.commands.run('python3 -c "a = bytearray(400 * 1024 * 1024); print(len(a))"').catch((e) => e);
+    assert.notEqual(r.exitCode, 0, 'a 400 MB allocation under a 300 MB node cap must fail');
+    const ok = await sbx.commands.run('echo alive');
+    assert.equal(ok.stdout, 'alive\n');
+    assert.equal((await api(capped, 'GET', `/sandboxes/${sbx.sandboxId}`)).status, 200);
+  } finally {
+    await sbx.kill();
+  }
 });
