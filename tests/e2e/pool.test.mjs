@@ -202,3 +202,23 @@ ctest(small, 'the pool stays inside the node limit and never takes the last slot
   await waitIdle(small, 2);
   await poolSet(small, 0, 0);
 });
+
+ctest(small, 'a full node gives up idle pooled sandboxes for a create the pool cannot serve', async () => {
+  await poolSet(small, 2, 2);
+  await waitIdle(small, 2); // 2 of the 3 slots
+  const ids = [];
+  const mk = async (body) => {
+    const r = await api(small, 'POST', '/v2/sandboxes', { body: { templateID: 'base', timeout: 60, ...body } });
+    assert.equal(r.status, 201, r.text);
+    ids.push(r.json.sandboxID);
+  };
+  await mk({}); // a claim: 1 idle left, slots 2/3
+  // allowPublicTraffic=false never comes from the pool: these boot cold
+  await mk({ network: { allowPublicTraffic: false } }); // slots 3/3
+  await mk({ network: { allowPublicTraffic: false } }); // full: the idle pooled sandbox is evicted for it
+  assert.equal((await poolGet(small)).idle, 0);
+  const full = await api(small, 'POST', '/v2/sandboxes', { body: { templateID: 'base', network: { allowPublicTraffic: false } } });
+  assert.equal(full.status, 429, 'nothing left to evict');
+  for (const id of ids) assert.equal((await api(small, 'DELETE', `/sandboxes/${id}`)).status, 204);
+  await poolSet(small, 0, 0);
+});
