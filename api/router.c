@@ -62,7 +62,7 @@ static const struct route routes[] = {
 	{"GET", "/sandboxes/{id}/network", api_network_get, 0},
 	{"POST", "/sandboxes/{id}/snapshots", api_snapshot_create, 0},
 	{"GET", "/snapshots", api_snapshot_list, 0},
-	{"POST", "/sandboxes/{id}/fork", api_not_supported_for_sandbox, 0},
+	{"POST", "/sandboxes/{id}/fork", api_sandbox_fork, 0},
 	{"GET", "/templates", api_templates_list, 0},
 	{"POST", "/templates/jobs", api_template_job_create, 0},
 	{"GET", "/templates/jobs", api_template_jobs, 0},

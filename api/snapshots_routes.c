@@ -114,3 +114,150 @@ out:
 	free(lim);
 	free(next);
 }
+
+/* ---- fork: a snapshot of the sandbox's files, then count sandboxes started from it ---- */
+
+struct fork_ctx {
+	http_req *req;          /* NULL once the client has gone: the forks are then killed */
+	int count, timeout_s, pending;
+	json_t *metadata, *env_vars;
+	json_t *results;        /* SandboxForkResult[] in order */
+	char snap_id[64];
+};
+
+static void fork_client_gone(http_req *req)
+{
+	struct fork_ctx *ctx = http_req_data(req);
+	if (ctx)
+		ctx->req = NULL;
+	http_req_set_data(req, NULL);
+}
+
+static json_t *fork_error(const cube_err *err)
+{
+	return json_pack("{s:{s:i,s:s}}", "error", "code", err->status ? err->status : 500, "message", err->msg);
+}
+
+static void fork_finish(struct fork_ctx *ctx)
+{
+	http_req *req = ctx->req;
+	if (req) {
+		http_req_on_close(req, NULL);
+		http_req_set_data(req, NULL);
+		api_send_json(req, 201, json_incref(ctx->results));
+	} else {
+		size_t i;
+		json_t *r;
+		json_array_foreach(ctx->results, i, r) {
+			const char *id = json_string_value(json_object_get(json_object_get(r, "sandbox"), "sandboxID"));
+			cube_err kerr = {0};
+			if (id)
+				sbx_kill(id, &kerr);
+		}
+	}
+	json_decref(ctx->results);
+	json_decref(ctx->metadata);
+	json_decref(ctx->env_vars);
+	free(ctx);
+}
+
+struct fork_slot {
+	struct fork_ctx *ctx;
+	size_t index;
+};
+
+static void on_fork_created(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	struct fork_slot *slot = arg;
+	struct fork_ctx *ctx = slot->ctx;
+	json_array_set_new(ctx->results, slot->index, sb ? json_pack("{s:o}", "sandbox", api_sandbox_json(sb)) : fork_error(err));
+	free(slot);
+	if (--ctx->pending == 0)
+		fork_finish(ctx);
+}
+
+static void on_fork_snapshot(json_t *info, const cube_err *err, void *arg)
+{
+	struct fork_ctx *ctx = arg;
+	if (!info) {
+		http_req *req = ctx->req;
+		if (req) {
+			http_req_on_close(req, NULL);
+			http_req_set_data(req, NULL);
+			api_send_err(req, err);
+		}
+		ctx->results = json_array();
+		ctx->req = NULL;
+		fork_finish(ctx);
+		return;
+	}
+	snprintf(ctx->snap_id, sizeof ctx->snap_id, "%s", json_string_value(json_object_get(info, "snapshotID")));
+	json_decref(info);
+	ctx->results = json_array();
+	for (int i = 0; i < ctx->count; i++)
+		json_array_append_new(ctx->results, json_null());
+	ctx->pending = ctx->count + 1; /* +1: callbacks may run synchronously; finish only after the loop */
+	for (int i = 0; i < ctx->count; i++) {
+		struct fork_slot *slot = calloc(1, sizeof *slot);
+		if (!slot) {
+			cube_err e = {0};
+			cube_fail(&e, 500, 0, "out of memory");
+			json_array_set_new(ctx->results, (size_t)i, fork_error(&e));
+			ctx->pending--;
+			continue;
+		}
+		slot->ctx = ctx;
+		slot->index = (size_t)i;
+		struct sbx_create_req cr = {.template_ref = ctx->snap_id, .metadata = ctx->metadata,
+					    .env_vars = ctx->env_vars, .timeout_s = ctx->timeout_s, .secure = 1};
+		sbx_create(&cr, on_fork_created, slot);
+	}
+	if (--ctx->pending == 0)
+		fork_finish(ctx);
+}
+
+static void fork_body(http_req *req, const char *id, const char *body, size_t len)
+{
+	json_error_t jerr;
+	json_t *root = len ? json_loadb(body, len, 0, &jerr) : json_object();
+	json_t *t = json_object_get(root, "timeout"), *n = json_object_get(root, "count");
+	if (!json_is_object(root) || (t && !json_is_null(t) && !json_is_integer(t)) ||
+	    (n && !json_is_null(n) && !json_is_integer(n))) {
+		json_decref(root);
+		http_resp_error(req, 400, "body must be {\"timeout\"?: seconds, \"count\"?: 1..100}");
+		return;
+	}
+	long long timeout = json_is_integer(t) ? json_integer_value(t) : 15, count = json_is_integer(n) ? json_integer_value(n) : 1;
+	json_decref(root);
+	if (count < 1 || count > 100) {
+		http_resp_error(req, 400, "count must be between 1 and 100");
+		return;
+	}
+	if (timeout < 0 || timeout > (long long)api_cfg.max_timeout_s) {
+		http_resp_error(req, 400, "timeout must be between 0 and %u seconds", api_cfg.max_timeout_s);
+		return;
+	}
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED)) {
+		api_fail_not_found(req, id);
+		return;
+	}
+	struct fork_ctx *ctx = calloc(1, sizeof *ctx);
+	if (!ctx) {
+		http_resp_error(req, 500, "out of memory");
+		return;
+	}
+	ctx->req = req;
+	ctx->count = (int)count;
+	ctx->timeout_s = (int)timeout;
+	ctx->metadata = json_deep_copy(sb->metadata);
+	ctx->env_vars = json_deep_copy(sb->env_vars);
+	http_req_set_data(req, ctx);
+	http_req_on_close(req, fork_client_gone);
+	snap_create(sb, NULL, on_fork_snapshot, ctx);
+}
+
+void api_sandbox_fork(http_req *req, const char *id)
+{
+	api_with_body(req, id, fork_body);
+}

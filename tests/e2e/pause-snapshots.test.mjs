@@ -132,3 +132,30 @@ ctest(c, 'cubemastercli snapshot create, list and delete', async () => {
     await src.kill().catch(() => null);
   }
 });
+
+forEachSdk(c, 'fork of 5: each fork has the files, their writes stay private, the source keeps running', { timeout: 120_000 }, async ({ create, Sandbox, sdk }) => {
+  const src = await create({ timeoutMs: 120_000, metadata: { role: 'source' } });
+  await src.files.write('/home/user/state.txt', 'before the fork');
+  const forks = await src.fork({ count: 5, timeoutMs: 60_000 });
+  try {
+    assert.equal(forks.length, 5);
+    for (const f of forks) assert.ok(!(f instanceof Error), `a fork failed: ${f}`);
+    const ids = new Set(forks.map((f) => f.sandboxId));
+    assert.equal(ids.size, 5);
+    assert.ok(!ids.has(src.sandboxId));
+    await Promise.all(forks.map(async (f, i) => {
+      assert.equal(await f.files.read('/home/user/state.txt'), 'before the fork');
+      await f.files.write('/home/user/state.txt', `fork ${i}`);
+    }));
+    for (const [i, f] of forks.entries()) assert.equal(await f.files.read('/home/user/state.txt'), `fork ${i}`);
+    assert.equal(await src.files.read('/home/user/state.txt'), 'before the fork');
+    const info = await Sandbox.getInfo(forks[0].sandboxId, c.sdkOpts);
+    assert.deepEqual(info.metadata, { role: 'source' });
+    assert.equal((await Sandbox.getInfo(src.sandboxId, c.sdkOpts)).state, 'running');
+    const r = await api(c, 'POST', `/sandboxes/${src.sandboxId}/fork`, { body: { count: 0 } });
+    assert.equal(r.status, 400);
+    await assert.rejects(Sandbox.fork('inosuchsandbox', { ...c.sdkOpts, count: 1 }), sdk.SandboxNotFoundError);
+  } finally {
+    await Promise.all(forks.filter((f) => !(f instanceof Error)).map((f) => f.kill().catch(() => null)));
+  }
+});
