@@ -7,7 +7,7 @@ import { after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin, waitFor } from './harness.mjs';
 
 // A private templates dir (snapshots are written there as templates), with the shared base template.
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-snap-tpl-'));
@@ -157,5 +157,35 @@ forEachSdk(c, 'fork of 5: each fork has the files, their writes stay private, th
     await assert.rejects(Sandbox.fork('inosuchsandbox', { ...c.sdkOpts, count: 1 }), sdk.SandboxNotFoundError);
   } finally {
     await Promise.all(forks.filter((f) => !(f instanceof Error)).map((f) => f.kill().catch(() => null)));
+  }
+});
+
+ctest(c, 'kill -9 of cubed in the middle of a snapshot: no half snapshot, the sandbox thaws, a retry works', { timeout: 120_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const src = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 120_000 });
+  try {
+    await src.commands.run('head -c 209715200 /dev/urandom > /home/user/big && echo 1 > /home/user/small', { timeoutMs: 60_000 });
+    const before = (await allSnapshots(Sandbox)).length;
+    const layers = path.join(c.stateDir, 'layers');
+    // Start a snapshot (200 MB to copy) and kill cubed while the copy runs.
+    const pending = api(c, 'POST', `/sandboxes/${src.sandboxId}/snapshots`, { body: {}, timeoutMs: 10_000 }).catch((e) => e);
+    const copying = await waitFor(() => fs.existsSync(layers) && fs.readdirSync(layers).some((n) => n.startsWith('.copy-snap-')), 10_000, 5);
+    assert.ok(copying, 'the snapshot copy never started');
+    await c.kill9();
+    await pending;
+    await c.restart();
+    // No half snapshot: nothing new listed, no scratch copy left, the sandbox runs again (it was frozen).
+    assert.equal((await allSnapshots(Sandbox)).length, before);
+    assert.deepEqual(fs.readdirSync(layers).filter((n) => n.startsWith('.copy-')), []);
+    assert.equal((await Sandbox.getInfo(src.sandboxId, c.sdkOpts)).state, 'running');
+    assert.equal((await src.commands.run('cat /home/user/small')).stdout, '1\n');
+    // The operation can be retried.
+    const snap = await src.createSnapshot();
+    const kid = await Sandbox.create(snap.snapshotId, c.sdkOpts);
+    assert.equal((await kid.commands.run('stat -c %s /home/user/big')).stdout, '209715200\n');
+    await kid.kill();
+    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+  } finally {
+    await src.kill().catch(() => null);
   }
 });
