@@ -222,3 +222,25 @@ ctest(small, 'a full node gives up idle pooled sandboxes for a create the pool c
   for (const id of ids) assert.equal((await api(small, 'DELETE', `/sandboxes/${id}`)).status, 204);
   await poolSet(small, 0, 0);
 });
+
+ctest(c, 'the pool follows the claim rate between min and max', async () => {
+  const f = new Cubed(); // fresh: no claim rate left over from the tests above
+  await f.start();
+  try {
+    await poolSet(f, 0, 6);
+    const g0 = await poolGet(f);
+    assert.equal(g0.target, 0, 'no claims yet: nothing pre-booted');
+    assert.equal(g0.idle + g0.warming, 0);
+    for (let i = 0; i < 6; i++) {
+      const r = await api(f, 'POST', '/v2/sandboxes', { body: { templateID: 'base', timeout: 60 } });
+      assert.equal(r.status, 201, r.text);
+    }
+    // misses raise the claim rate; within a rate window or two the target follows and the pool boots
+    const g = await waitFor(async () => { const p = await poolGet(f); return p.target > 0 && p.idle > 0 ? p : null; }, 10_000, 100);
+    assert.ok(g, `target never rose: ${JSON.stringify(await poolGet(f))}`);
+    assert.ok(g.target <= 6 && g.claimsPerSecond > 0, JSON.stringify(g));
+    assert.equal(g.misses, 6);
+  } finally {
+    await f.stop();
+  }
+});
