@@ -38,6 +38,13 @@ int cli_check_status(const struct cli_response *resp);
 /* Percent-encode everything but unreserved characters (like encodeURIComponent). Caller frees. */
 char *cli_url_encode(const char *s);
 
+/* For each of ids[0..n): METHOD path_fmt (its one %s is the URL-encoded id) with body (may be NULL).
+ * Prints "<id> <done>" per success ("<id> <done_on_200>" when that is set and the answer is 200), or with
+ * --json {"<done>": [ids...]}. Returns CLI_OK, CLI_API_ERROR if any was refused, CLI_UNREACHABLE. */
+int cli_each_id(const struct cli_ctx *ctx, const char *method, const char *path_fmt, const char *body,
+		char *const *ids, int n, const char *done, const char *done_on_200)
+	__attribute__((format(printf, 3, 0)));
+
 /* Print a JSON value (pretty) followed by a newline. */
 void cli_print_json(json_t *v);
 /* Print rows as aligned columns; cells[row * ncols + col], row 0 is the header. */

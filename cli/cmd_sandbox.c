@@ -311,33 +311,5 @@ int cmd_cubebox(const struct cli_ctx *ctx_in, int argc, char **argv)
 		cubebox_usage(stderr);
 		return CLI_UNREACHABLE;
 	}
-	int rc = CLI_OK;
-	json_t *killed = json_array();
-	for (int i = optind; i < argc; i++) {
-		char *id = cli_url_encode(argv[i]);
-		char path[512];
-		snprintf(path, sizeof path, "/sandboxes/%s", id ? id : "");
-		free(id);
-		struct cli_response resp;
-		int r = cli_request(&ctx, "DELETE", path, NULL, &resp);
-		if (r == CLI_UNREACHABLE) {
-			rc = r;
-			break;
-		}
-		if (cli_check_status(&resp) != 0) {
-			rc = CLI_API_ERROR;
-		} else {
-			json_array_append_new(killed, json_string(argv[i]));
-			if (!ctx.json)
-				printf("%s destroyed\n", argv[i]);
-		}
-		cli_response_free(&resp);
-	}
-	if (ctx.json) {
-		json_t *out = json_pack("{s:O}", "destroyed", killed);
-		cli_print_json(out);
-		json_decref(out);
-	}
-	json_decref(killed);
-	return rc;
+	return cli_each_id(&ctx, "DELETE", "/sandboxes/%s", NULL, argv + optind, argc - optind, "destroyed", NULL);
 }

@@ -10,16 +10,17 @@
 
 struct op {
 	const char *name, *done, *args, *summary;
-	int (*path)(const char *id, char *out, size_t len);
+	const char *path;             /* one %s: the sandbox id */
+	const char *done_on_200;      /* what a 200 (instead of 201/204) means, if it differs */
+	int takes_timeout;
 };
 
-static int pause_path(const char *id, char *out, size_t len) { return snprintf(out, len, "/sandboxes/%s/pause", id); }
-static int resume_path(const char *id, char *out, size_t len) { return snprintf(out, len, "/v2/sandboxes/%s/connect", id); }
-
 static const struct op ops[] = {
-	{"pause", "paused", "ID...", "freeze every process of the sandboxes (memory and files kept, no CPU)", pause_path},
+	{"pause", "paused", "ID...", "freeze every process of the sandboxes (memory and files kept, no CPU)",
+	 "/sandboxes/%s/pause", NULL, 0},
 	{"resume", "resumed", "ID... [--timeout SECONDS]",
-	 "resume paused sandboxes (a running one only gets its timeout extended); timeout default 300", resume_path},
+	 "resume paused sandboxes (a running one only gets its timeout extended); timeout default 300",
+	 "/v2/sandboxes/%s/connect", "was running; timeout extended", 1},
 };
 
 static void usage(FILE *out)
@@ -63,7 +64,7 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 		case 't': {
 			char *end;
 			timeout = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end || timeout < 0 || timeout > 2147483647L || op->path != resume_path) {
+			if (*optarg == '\0' || *end || timeout < 0 || timeout > 2147483647L || !op->takes_timeout) {
 				cli_err("sandbox %s: invalid --timeout '%s'", op->name, optarg);
 				return CLI_UNREACHABLE;
 			}
@@ -80,34 +81,5 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 	char body[64] = "{}";
 	if (timeout >= 0)
 		snprintf(body, sizeof body, "{\"timeout\":%ld}", timeout);
-	int rc = CLI_OK;
-	json_t *changed = json_array();
-	for (int i = optind; i < argc; i++) {
-		char *id = cli_url_encode(argv[i]);
-		char path[512];
-		op->path(id ? id : "", path, sizeof path);
-		free(id);
-		struct cli_response resp;
-		int r = cli_request(&ctx, "POST", path, body, &resp);
-		if (r == CLI_UNREACHABLE) {
-			rc = r;
-			break;
-		}
-		if (cli_check_status(&resp) != 0) {
-			rc = CLI_API_ERROR;
-		} else {
-			json_array_append_new(changed, json_string(argv[i]));
-			if (!ctx.json)
-				printf("%s %s\n", argv[i], resp.status == 200 && op->path == resume_path ?
-				       "was running; timeout extended" : op->done);
-		}
-		cli_response_free(&resp);
-	}
-	if (ctx.json) {
-		json_t *out = json_pack("{s:O}", op->done, changed);
-		cli_print_json(out);
-		json_decref(out);
-	}
-	json_decref(changed);
-	return rc;
+	return cli_each_id(&ctx, "POST", op->path, body, argv + optind, argc - optind, op->done, op->done_on_200);
 }

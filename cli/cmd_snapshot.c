@@ -107,35 +107,7 @@ static int list(struct cli_ctx *ctx, const char *sandbox)
 
 static int delete(struct cli_ctx *ctx, int argc, char **argv)
 {
-	int rc = 0;
-	json_t *gone = json_array();
-	for (int i = 0; i < argc; i++) {
-		char *id = cli_url_encode(argv[i]);
-		char path[512];
-		snprintf(path, sizeof path, "/templates/%s", id ? id : "");
-		free(id);
-		struct cli_response resp;
-		int r = cli_request(ctx, "DELETE", path, NULL, &resp);
-		if (r == CLI_UNREACHABLE) {
-			rc = r;
-			break;
-		}
-		if (cli_check_status(&resp) != 0) {
-			rc = CLI_API_ERROR;
-		} else {
-			json_array_append_new(gone, json_string(argv[i]));
-			if (!ctx->json)
-				printf("%s deleted\n", argv[i]);
-		}
-		cli_response_free(&resp);
-	}
-	if (ctx->json) {
-		json_t *out = json_pack("{s:O}", "deleted", gone);
-		cli_print_json(out);
-		json_decref(out);
-	}
-	json_decref(gone);
-	return rc;
+	return cli_each_id(ctx, "DELETE", "/templates/%s", NULL, argv, argc, "deleted", NULL);
 }
 
 int cmd_snapshot(const struct cli_ctx *ctx_in, int argc, char **argv)
