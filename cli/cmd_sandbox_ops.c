@@ -1,6 +1,7 @@
 /* `sandbox SUBCOMMAND ID...`: operations on existing sandboxes. pause (POST /sandboxes/{id}/pause) and
  * resume (POST /v2/sandboxes/{id}/connect, which resumes a paused sandbox and only extends a running one)
- * are rows of the table below; `sandbox network` is handed to cmd_network.c. */
+ * are rows of the table below; `sandbox fork` (POST /sandboxes/{id}/fork) starts copies of one sandbox's
+ * files; `sandbox network` is handed to cmd_network.c. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +29,81 @@ static void usage(FILE *out)
 	fprintf(out, "Usage: cubemastercli sandbox SUBCOMMAND ARGS [--json]\n\nSubcommands:\n");
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		fprintf(out, "  %-7s %-26s %s\n", ops[i].name, ops[i].args, ops[i].summary);
-	fprintf(out, "  network get|set ID [...]           show or replace the egress policy (sandbox network --help)\n"
+	fprintf(out, "  fork    ID [--count N] [--timeout SECONDS]  start N sandboxes from a snapshot of its files (N default 1)\n"
+		     "  network get|set ID [...]           show or replace the egress policy (sandbox network --help)\n"
 		     "Exit status 1 if any sandbox could not be changed (unknown id, already paused...).\n");
+}
+
+/* Parse a whole number in [lo, hi] or print why not. */
+static int parse_num(const char *what, const char *text, long lo, long hi, long *out)
+{
+	char *end;
+	long v = strtol(text, &end, 10);
+	if (*text == '\0' || *end || v < lo || v > hi) {
+		cli_err("sandbox fork: invalid %s '%s' (%ld..%ld)", what, text, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int fork_sandbox(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, 0, 'j'}, {"count", required_argument, 0, 'c'},
+		{"timeout", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+	};
+	long count = 1, timeout = -1;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': ctx->json = 1; break;
+		case 'c': if (parse_num("--count", optarg, 1, 100, &count) < 0) return CLI_UNREACHABLE; break;
+		case 't': if (parse_num("--timeout", optarg, 1, 2147483647L, &timeout) < 0) return CLI_UNREACHABLE; break;
+		case 'h': usage(stdout); return CLI_OK;
+		default: usage(stderr); return CLI_UNREACHABLE;
+		}
+	}
+	if (argc - optind != 1) {
+		usage(stderr);
+		return CLI_UNREACHABLE;
+	}
+	char *id = cli_url_encode(argv[optind]), path[512], body[96];
+	snprintf(path, sizeof path, "/sandboxes/%s/fork", id ? id : "");
+	free(id);
+	if (timeout >= 0)
+		snprintf(body, sizeof body, "{\"count\":%ld,\"timeout\":%ld}", count, timeout);
+	else
+		snprintf(body, sizeof body, "{\"count\":%ld}", count);
+	struct cli_response resp;
+	int rc = cli_request(ctx, "POST", path, body, &resp);
+	if (rc != 0)
+		return rc;
+	json_t *results = (rc = cli_check_status(&resp)) == 0 ? cli_response_json(&resp) : NULL;
+	if (rc == 0 && !json_is_array(results)) {
+		cli_err("fork: the answer is not a list of results");
+		rc = CLI_API_ERROR;
+	} else if (rc == 0 && ctx->json) {
+		cli_print_json(results);
+	} else if (rc == 0) {
+		/* One line per fork, in order: the new sandbox id, or why that one failed. */
+		size_t i;
+		json_t *r;
+		json_array_foreach(results, i, r) {
+			json_t *sb = json_object_get(r, "sandbox"), *e = json_object_get(r, "error");
+			if (sb) {
+				printf("%s\n", json_string_value(json_object_get(sb, "sandboxID")));
+			} else {
+				cli_err("fork %zu: %lld: %s", i + 1, json_integer_value(json_object_get(e, "code")),
+					json_string_value(json_object_get(e, "message")));
+				rc = CLI_API_ERROR;
+			}
+		}
+	}
+	json_decref(results);
+	cli_response_free(&resp);
+	return rc;
 }
 
 int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
@@ -45,6 +119,8 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 	}
 	if (strcmp(argv[1], "network") == 0)
 		return cmd_sandbox_network(ctx_in, argc, argv);
+	if (strcmp(argv[1], "fork") == 0)
+		return fork_sandbox(&ctx, argc - 1, argv + 1);
 	const struct op *op = NULL;
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		if (strcmp(argv[1], ops[i].name) == 0)

@@ -1,5 +1,5 @@
-/* `snapshot create|list|delete`: POST /sandboxes/{id}/snapshots, GET /snapshots (all pages),
- * DELETE /templates/{id}. A snapshot is a template: `Sandbox.create(snapshotID)` starts from it. */
+/* `snapshot create|list|info|delete`: POST /sandboxes/{id}/snapshots, GET /snapshots (all pages; info
+ * picks one by id or name), DELETE /templates/{id}. A snapshot is a template: `Sandbox.create(snapshotID)` starts from it. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"Usage: cubemastercli snapshot create SANDBOX_ID [--name NAME] [--json]\n"
 		"       cubemastercli snapshot list [--sandbox SANDBOX_ID] [--json]\n"
+		"       cubemastercli snapshot info SNAPSHOT_ID|NAME [--json]\n"
 		"       cubemastercli snapshot delete SNAPSHOT_ID... [--json]\n"
 		"Snapshot a sandbox's files (it is frozen while they are copied), list or delete snapshots.\n");
 }
@@ -44,7 +45,8 @@ static int create(struct cli_ctx *ctx, const char *sandbox, const char *name)
 	return rc;
 }
 
-static int list(struct cli_ctx *ctx, const char *sandbox)
+/* Every snapshot (of one sandbox, or all) into *out, following X-Next-Token. */
+static int fetch_all(struct cli_ctx *ctx, const char *sandbox, json_t **out)
 {
 	json_t *all = json_array();
 	char *token = NULL;
@@ -72,6 +74,14 @@ static int list(struct cli_ctx *ctx, const char *sandbox)
 		cli_response_free(&resp);
 	} while (rc == 0 && token);
 	free(token);
+	*out = all;
+	return rc;
+}
+
+static int list(struct cli_ctx *ctx, const char *sandbox)
+{
+	json_t *all;
+	int rc = fetch_all(ctx, sandbox, &all);
 	if (rc == 0 && ctx->json) {
 		cli_print_json(all);
 	} else if (rc == 0) {
@@ -100,6 +110,48 @@ static int list(struct cli_ctx *ctx, const char *sandbox)
 		}
 		free(cells);
 		free(names);
+	}
+	json_decref(all);
+	return rc;
+}
+
+static int matches(json_t *snap, const char *ref)
+{
+	const char *id = json_string_value(json_object_get(snap, "snapshotID"));
+	if (id && strcmp(id, ref) == 0)
+		return 1;
+	size_t k;
+	json_t *v;
+	json_array_foreach(json_object_get(snap, "names"), k, v) {
+		const char *nm = json_string_value(v);
+		if (nm && strcmp(nm, ref) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int info(struct cli_ctx *ctx, const char *ref)
+{
+	json_t *all, *found = NULL, *s;
+	int rc = fetch_all(ctx, NULL, &all);
+	size_t i;
+	json_array_foreach(all, i, s) {
+		if (!found && matches(s, ref))
+			found = s;
+	}
+	if (rc == 0 && !found) {
+		cli_err("404: snapshot '%s' not found", ref);
+		rc = CLI_API_ERROR;
+	} else if (rc == 0 && ctx->json) {
+		cli_print_json(found);
+	} else if (rc == 0) {
+		const char *key;
+		json_t *v;
+		json_object_foreach(found, key, v) {
+			char *text = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("%-12s %s\n", key, text ? text : json_string_value(v));
+			free(text);
+		}
 	}
 	json_decref(all);
 	return rc;
@@ -140,6 +192,8 @@ int cmd_snapshot(const struct cli_ctx *ctx_in, int argc, char **argv)
 		return create(&ctx, argv[optind], name);
 	if (strcmp(sub, "list") == 0 && rest == 0 && !name)
 		return list(&ctx, sandbox);
+	if (strcmp(sub, "info") == 0 && rest == 1 && !name && !sandbox)
+		return info(&ctx, argv[optind]);
 	if (strcmp(sub, "delete") == 0 && rest >= 1 && !name && !sandbox)
 		return delete(&ctx, rest, argv + optind);
 	usage(stderr);

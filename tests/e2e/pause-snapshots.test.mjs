@@ -101,7 +101,7 @@ ctest(c, 'snapshots survive kill -9 of cubed; errors; nothing stays mounted', { 
   assert.deepEqual(mounts(), [], 'mounts left on the host');
 });
 
-ctest(c, 'cubemastercli snapshot create, list and delete', async () => {
+ctest(c, 'cubemastercli snapshot create, list, info, delete and sandbox fork', async () => {
   const { Sandbox } = await loadSdk('e2b-2.51');
   const src = await Sandbox.create(c.sdkOpts);
   const cli = (...args) => run(bin.cli, ['--socket', c.socket, ...args]);
@@ -119,9 +119,31 @@ ctest(c, 'cubemastercli snapshot create, list and delete', async () => {
     assert.deepEqual(listed[0].names, [`cli-${src.sandboxId}`]);
     r = await cli('snapshot', 'list');
     assert.match(r.stdout, new RegExp(`^${id}\\s+cli-${src.sandboxId}\\s+${src.sandboxId}`, 'm'));
+    for (const ref of [id, `cli-${src.sandboxId}`]) {
+      r = await cli('--json', 'snapshot', 'info', ref);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(JSON.parse(r.stdout).snapshotID, id);
+    }
+    r = await cli('snapshot', 'info', id);
+    assert.match(r.stdout, new RegExp(`^sandboxID\\s+${src.sandboxId}$`, 'm'));
+    r = await cli('snapshot', 'info', 'no-such-snapshot');
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /404: snapshot 'no-such-snapshot' not found/);
     const kid = await Sandbox.create(`cli-${src.sandboxId}`, c.sdkOpts);
     assert.equal(await kid.files.read('/home/user/cli.txt'), 'from the cli snapshot');
     await kid.kill();
+    // sandbox fork: one new sandbox id per line, each with the source's files.
+    r = await cli('sandbox', 'fork', src.sandboxId, '--count', '2');
+    assert.equal(r.code, 0, r.stderr);
+    const forks = r.stdout.trim().split('\n');
+    assert.equal(forks.length, 2);
+    for (const f of forks) {
+      const fk = await Sandbox.connect(f, c.sdkOpts);
+      assert.equal(await fk.files.read('/home/user/cli.txt'), 'from the cli snapshot');
+      await fk.kill();
+    }
+    assert.equal((await cli('sandbox', 'fork', src.sandboxId, '--count', '0')).code, 2);
+    assert.equal((await cli('sandbox', 'fork', 'nosuchsandbox')).code, 1);
     r = await cli('snapshot', 'delete', id);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `${id} deleted\n`);

@@ -671,8 +671,12 @@ static void test_kill_and_reclaim_frozen(void **s)
 	const char *live[] = {"none"};
 	assert_true(rt_reclaim(live, 1, &err) >= 1);
 	assert_int_equal(count_cgroups("frz3"), 0);
-	assert_true(cube_mono_ms() - t0 < 2000);
-	rt_reap();
+	/* A hang guard, not a speed test: kill and reclaim must not wait on frozen tasks. */
+	assert_true(cube_mono_ms() - t0 < 10000);
+	/* SIGKILL is delivered at once but the exit itself takes a moment on a loaded machine: reap until
+	 * the init is gone (bounded). */
+	for (int i = 0; i < 500 && (rt_reap(), kill(b.pid, 0) == 0); i++)
+		usleep(10000);
 	assert_int_equal(kill(b.pid, 0), -1);
 	close(b.pidfd);
 	close(b.netns_fd);
