@@ -154,15 +154,7 @@ static unsigned long long mem_total_mb(void)
 /* 5% of RAM, at least 256 MiB: what the host keeps for itself when admitting sandboxes. */
 static unsigned long long default_reserve_mb(void)
 {
-	unsigned long long kb = 0;
-	char line[128];
-	FILE *f = fopen("/proc/meminfo", "re");
-	while (f && fgets(line, sizeof line, f))
-		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	unsigned long long mb = kb / 1024 / 20;
+	unsigned long long mb = mem_total_mb() / 20;
 	return mb < 256 ? 256 : mb;
 }
 

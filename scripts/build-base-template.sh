@@ -160,24 +160,10 @@ else
 	build_cache
 fi
 
-# Install: a private copy per templates dir, because cubed shifts the copy's owners in place to the
-# sandbox uid range; sharing inodes with the cache (symlink or hard links) would shift the cache too.
 DEST="$TEMPLATES_DIR/$TEMPLATE_NAME"
-mkdir -p "$DEST"
-if [ -f "$DEST/.source" ] && [ "$(cat "$DEST/.source")" = "$CACHE_DIR" ] && [ -d "$DEST/rootfs" ]; then
-	log "template $DEST is up to date"
-else
-	log "installing $DEST/rootfs"
-	rm -rf --one-file-system "$DEST/rootfs.new"
-	cp -a --reflink=auto "$CACHE_ROOTFS" "$DEST/rootfs.new"
-	if [ -d "$DEST/rootfs" ]; then
-		mv "$DEST/rootfs" "$DEST/rootfs.old"
-	fi
-	mv "$DEST/rootfs.new" "$DEST/rootfs"
-	rm -f "$DEST/.shifted"  # the new copy is unshifted again (see image/rootfs_shift.c)
-	rm -rf --one-file-system "$DEST/rootfs.old"
-	echo "$CACHE_DIR" >"$DEST/.source"
-fi
+# shellcheck source=lib/install-template.sh
+. "$(dirname "$0")/lib/install-template.sh"
+install_rootfs "$DEST" "$CACHE_DIR"
 
 cat >"$DEST/template.json.tmp" <<EOF
 {"name":"$TEMPLATE_NAME","cpuCount":2,"memoryMB":512,"diskSizeMB":1024,"envs":{},"startCmd":null}

@@ -107,21 +107,10 @@ else
 	build_cache
 fi
 
-# Install a private copy (cubed shifts its owners in place; see build-base-template.sh).
 DEST="$TEMPLATES_DIR/$TEMPLATE_NAME"
-mkdir -p "$DEST"
-if [ -f "$DEST/.source" ] && [ "$(cat "$DEST/.source")" = "$CACHE_DIR" ] && [ -d "$DEST/rootfs" ]; then
-	log "template $DEST is up to date"
-else
-	log "installing $DEST/rootfs"
-	rm -rf --one-file-system "$DEST/rootfs.new"
-	cp -a --reflink=auto "$CACHE_ROOTFS" "$DEST/rootfs.new"
-	[ ! -d "$DEST/rootfs" ] || mv "$DEST/rootfs" "$DEST/rootfs.old"
-	mv "$DEST/rootfs.new" "$DEST/rootfs"
-	rm -f "$DEST/.shifted"
-	rm -rf --one-file-system "$DEST/rootfs.old"
-	echo "$CACHE_DIR" >"$DEST/.source"
-fi
+# shellcheck source=lib/install-template.sh
+. "$REPO/scripts/lib/install-template.sh"
+install_rootfs "$DEST" "$CACHE_DIR"
 
 # cube-interp and its JavaScript/bash driver change with every build: copied on each run, owned like
 # the tree's /usr (which cubed may already have shifted to the sandbox's root).
