@@ -56,6 +56,7 @@ void api_not_supported_for_sandbox(http_req *req, const char *id);
 void api_snapshot_create(http_req *req, const char *id);
 void api_snapshot_list(http_req *req, const char *id);
 void api_sandbox_fork(http_req *req, const char *id);
+void api_sandbox_rollback(http_req *req, const char *id);
 
 void api_network_update(http_req *req, const char *id);
 void api_network_get(http_req *req, const char *id);

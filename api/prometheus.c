@@ -16,7 +16,7 @@ struct state_counts {
 static void count_state(struct sandbox *sb, void *arg)
 {
 	struct state_counts *c = arg;
-	if (sb->state == SBX_STARTING)
+	if (sb->state == SBX_STARTING || sb->state == SBX_RESTARTING)
 		c->starting++;
 	else if (sb->state == SBX_RUNNING)
 		c->running++;

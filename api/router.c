@@ -63,6 +63,7 @@ static const struct route routes[] = {
 	{"POST", "/sandboxes/{id}/snapshots", api_snapshot_create, 0},
 	{"GET", "/snapshots", api_snapshot_list, 0},
 	{"POST", "/sandboxes/{id}/fork", api_sandbox_fork, 0},
+	{"POST", "/sandboxes/{id}/rollback", api_sandbox_rollback, 0},
 	{"GET", "/templates", api_templates_list, 0},
 	{"POST", "/templates/jobs", api_template_job_create, 0},
 	{"GET", "/templates/jobs", api_template_jobs, 0},

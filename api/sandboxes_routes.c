@@ -98,8 +98,8 @@ void api_create_v2(http_req *req, const char *id)
 void api_get_sandbox(http_req *req, const char *id)
 {
 	struct sandbox *sb = sbx_find(id);
-	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED)) {
-		api_fail_not_found(req, id);
+	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED && sb->state != SBX_RESTARTING)) {
+		api_fail_not_found(req, id); /* a restarting one (rollback) is shown as running: it is back soon */
 		return;
 	}
 	api_send_json(req, 200, api_sandbox_detail_json(sb));
@@ -172,8 +172,8 @@ static void connect_sandbox(http_req *req, const char *id, const char *body, siz
 		return;
 	}
 	struct sandbox *sb = sbx_find(id);
-	if (sb && sb->state == SBX_STARTING) {
-		http_resp_error(req, 409, "Sandbox \"%s\" is still starting", id);
+	if (sb && (sb->state == SBX_STARTING || sb->state == SBX_RESTARTING)) {
+		http_resp_error(req, 409, "Sandbox \"%s\" is still %s", id, sb->state == SBX_STARTING ? "starting" : "restarting");
 		return;
 	}
 	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED)) {

@@ -3,9 +3,11 @@
  * DELETE /templates/{id} removes it (api/templates_routes.c). The work is daemon/snapshots.c. */
 #include "api/internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "daemon/snapshots.h"
 
 struct snap_ctx {
@@ -260,4 +262,78 @@ static void fork_body(http_req *req, const char *id, const char *body, size_t le
 void api_sandbox_fork(http_req *req, const char *id)
 {
 	api_with_body(req, id, fork_body);
+}
+
+/* ---- rollback: POST /sandboxes/{id}/rollback {snapshotID} (CubeSandbox extension) ---- */
+
+struct rollback_ctx {
+	http_req *req; /* NULL once the client has gone; the rollback still completes */
+	char snapshot_id[128];
+};
+
+static void rollback_client_gone(http_req *req)
+{
+	struct rollback_ctx *ctx = http_req_data(req);
+	if (ctx)
+		ctx->req = NULL;
+	http_req_set_data(req, NULL);
+}
+
+static void on_rollback(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	struct rollback_ctx *ctx = arg;
+	http_req *req = ctx->req;
+	if (req) {
+		http_req_on_close(req, NULL);
+		http_req_set_data(req, NULL);
+		if (!sb) {
+			api_send_err(req, err);
+		} else {
+			/* Done when answered: there is no operation left to track, status says so. */
+			json_t *body = api_sandbox_json(sb);
+			char op[40] = "op-";
+			cube_random_hex(op + 3, 12);
+			json_object_set_new(body, "snapshotID", json_string(ctx->snapshot_id));
+			json_object_set_new(body, "operationID", json_string(op));
+			json_object_set_new(body, "status", json_string("completed"));
+			api_send_json(req, 200, body);
+		}
+	}
+	free(ctx);
+}
+
+static void rollback_body(http_req *req, const char *id, const char *body, size_t len)
+{
+	json_error_t jerr;
+	json_t *root = len ? json_loadb(body, len, 0, &jerr) : NULL;
+	json_t *snap = json_object_get(root, "snapshotID");
+	if (!json_is_object(root) || !json_is_string(snap) || !json_string_length(snap) ||
+	    json_string_length(snap) >= sizeof ((struct rollback_ctx *)0)->snapshot_id) {
+		json_decref(root);
+		http_resp_error(req, 400, "body must be {\"snapshotID\": string}");
+		return;
+	}
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || sb->state == SBX_KILLING) {
+		json_decref(root);
+		api_fail_not_found(req, id);
+		return;
+	}
+	struct rollback_ctx *ctx = calloc(1, sizeof *ctx);
+	if (!ctx) {
+		json_decref(root);
+		http_resp_error(req, 500, "out of memory");
+		return;
+	}
+	ctx->req = req;
+	snprintf(ctx->snapshot_id, sizeof ctx->snapshot_id, "%s", json_string_value(snap));
+	json_decref(root);
+	http_req_set_data(req, ctx);
+	http_req_on_close(req, rollback_client_gone);
+	snap_rollback(sb, ctx->snapshot_id, on_rollback, ctx);
+}
+
+void api_sandbox_rollback(http_req *req, const char *id)
+{
+	api_with_body(req, id, rollback_body);
 }

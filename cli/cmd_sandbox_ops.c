@@ -1,7 +1,8 @@
 /* `sandbox SUBCOMMAND ID...`: operations on existing sandboxes. pause (POST /sandboxes/{id}/pause) and
  * resume (POST /v2/sandboxes/{id}/connect, which resumes a paused sandbox and only extends a running one)
  * are rows of the table below; `sandbox fork` (POST /sandboxes/{id}/fork) starts copies of one sandbox's
- * files; `sandbox network` is handed to cmd_network.c. */
+ * files; `sandbox rollback` (POST /sandboxes/{id}/rollback) restores a snapshot's files in place;
+ * `sandbox network` is handed to cmd_network.c. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		fprintf(out, "  %-7s %-26s %s\n", ops[i].name, ops[i].args, ops[i].summary);
 	fprintf(out, "  fork    ID [--count N] [--timeout SECONDS]  start N sandboxes from a snapshot of its files (N default 1)\n"
+		     "  rollback ID SNAPSHOT_ID            restart the sandbox in place on the snapshot's files (same id)\n"
 		     "  network get|set ID [...]           show or replace the egress policy (sandbox network --help)\n"
 		     "Exit status 1 if any sandbox could not be changed (unknown id, already paused...).\n");
 }
@@ -106,6 +108,49 @@ static int fork_sandbox(struct cli_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
+static int rollback_sandbox(struct cli_ctx *ctx, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+	};
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j': ctx->json = 1; break;
+		case 'h': usage(stdout); return CLI_OK;
+		default: usage(stderr); return CLI_UNREACHABLE;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		return CLI_UNREACHABLE;
+	}
+	char *id = cli_url_encode(argv[optind]), path[512];
+	snprintf(path, sizeof path, "/sandboxes/%s/rollback", id ? id : "");
+	free(id);
+	json_t *req = json_pack("{s:s}", "snapshotID", argv[optind + 1]);
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body) {
+		cli_err("rollback: out of memory");
+		return CLI_UNREACHABLE;
+	}
+	struct cli_response resp;
+	int rc = cli_request(ctx, "POST", path, body, &resp);
+	free(body);
+	if (rc != 0)
+		return rc;
+	json_t *out = (rc = cli_check_status(&resp)) == 0 ? cli_response_json(&resp) : NULL;
+	if (rc == 0 && ctx->json)
+		cli_print_json(out);
+	else if (rc == 0)
+		printf("%s rolled back to %s\n", argv[optind], argv[optind + 1]);
+	json_decref(out);
+	cli_response_free(&resp);
+	return rc;
+}
+
 int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -121,6 +166,8 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 		return cmd_sandbox_network(ctx_in, argc, argv);
 	if (strcmp(argv[1], "fork") == 0)
 		return fork_sandbox(&ctx, argc - 1, argv + 1);
+	if (strcmp(argv[1], "rollback") == 0)
+		return rollback_sandbox(&ctx, argc - 1, argv + 1);
 	const struct op *op = NULL;
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		if (strcmp(argv[1], ops[i].name) == 0)

@@ -232,6 +232,7 @@ static void persist(struct sandbox *sb)
 		.cpu_count = sb->cpu_count, .memory_mb = sb->memory_mb, .disk_mb = sb->disk_mb,
 		.pid = sb->rt.pid, .start_time = sb->rt.start_time, .paused = sb->state == SBX_PAUSED,
 		.auto_pause = sb->auto_pause, .auto_resume = sb->auto_resume, .timeout_s = sb->timeout_s,
+		.layers_tpl = sb->layers_tpl,
 	};
 	cube_err err;
 	if (store_sandbox_put(&s, &err) < 0)
@@ -310,6 +311,8 @@ static void retire(struct sandbox *sb, const char *why)
 int sbx_kill(const char *id, cube_err *err)
 {
 	struct sandbox *sb = sbx_find(id);
+	if (sb && sb->state == SBX_RESTARTING)
+		return cube_fail(err, 409, 0, "sandbox \"%s\" is restarting; retry shortly", id);
 	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED))
 		return cube_fail(err, 404, 0, "sandbox \"%s\" doesn't exist or you don't have access to it", id);
 	log_info("sandbox %s killed by request", id);
@@ -380,7 +383,8 @@ int sbx_pause(struct sandbox *sb, cube_err *err)
 		return cube_fail(err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
 	if (sb->state != SBX_RUNNING)
 		return cube_fail(err, 409, 0, "sandbox '%s' is %s", sb->id,
-				 sb->state == SBX_STARTING ? "still starting" : "being killed");
+				 sb->state == SBX_STARTING ? "still starting" :
+				 sb->state == SBX_RESTARTING ? "restarting" : "being killed");
 	long long t0 = mono_us();
 	if (rt_freeze(sb->id, &sb->rt, err) < 0)
 		return cube_wrap(err, "pause sandbox %s", sb->id);
@@ -442,12 +446,17 @@ struct create_work {
 	int rc;
 	uint64_t t0;
 	struct net_policy network;
+	int restart;               /* sbx_restart: kill the old runtime first; keep the traffic token */
+	char traffic_token[48];
 };
 
 static void create_in_worker(uv_work_t *w)
 {
 	struct create_work *cw = (struct create_work *)w;
 	struct sandbox *sb = cw->sb;
+	cube_err kerr = {0};
+	if (cw->restart && rt_kill(sb->id, &sb->rt, &kerr) < 0)
+		log_warn("sandbox %s: kill before restart: %s", sb->id, kerr.msg);
 	cw->rc = rt_start(&cw->spec, &sb->rt, &cw->err);
 	if (cw->rc == 0 && (cw->rc = net_sandbox_create(sb->id, sb->rt.netns_fd, sb->rt.pid, S.cfg.uid_base,
 							&cw->network, &sb->net, &cw->err)) < 0)
@@ -465,7 +474,7 @@ struct commit_item {
 	void *arg;
 	uint64_t t0;
 	int pooled;
-	char msg[160];
+	char msg[192];
 };
 
 static struct {
@@ -551,9 +560,14 @@ static void create_done(uv_work_t *w, int status)
 	if (cw->rc < 0) {
 		if (cw->log_rfd >= 0)
 			close(cw->log_rfd);
-		log_error("sandbox %s: create failed: %s", sb->id, cw->err.msg);
+		log_error("sandbox %s: %s failed: %s", sb->id, cw->restart ? "restart" : "create", cw->err.msg);
 		table_remove(sb);
 		adm_release(sb->memory_mb);
+		if (cw->restart) { /* its old runtime is gone too: the sandbox ends here, like a killed one */
+			sb->state = SBX_KILLING;
+			sbx_log(sb, "error", "sandbox killed: restart failed: %s", cw->err.msg);
+			store_sandbox_delete(sb->id, NULL);
+		}
 		cw->cb(NULL, &cw->err, cw->arg);
 		sandbox_unref(sb);
 	} else if (sb->state == SBX_POOLED) {
@@ -563,14 +577,22 @@ static void create_done(uv_work_t *w, int status)
 		cw->cb(sb, NULL, cw->arg);
 	} else {
 		sb->state = SBX_RUNNING;
+		cube_err terr = {0};
+		if (cw->restart && cw->traffic_token[0] &&
+		    net_sandbox_set_traffic_token(sb->net, cw->traffic_token, &terr) < 0)
+			log_warn("sandbox %s: keep traffic token: %s", sb->id, terr.msg);
 		snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s", net_sandbox_traffic_token(sb->net));
 		net_sandbox_activate(sb->net);
 		watch_exit(sb);
 		if (cw->log_rfd >= 0)
 			envd_log_start(sb, cw->log_rfd);
-		char msg[160];
-		snprintf(msg, sizeof msg, "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
-			 (long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
+		char msg[192];
+		if (cw->restart)
+			snprintf(msg, sizeof msg, "sandbox restarted on the layers of %s in %lld ms (envd pid %d)",
+				 sbx_layers_template(sb), (long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
+		else
+			snprintf(msg, sizeof msg, "sandbox started from template %s in %lld ms (envd pid %d)", sb->template_id,
+				 (long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
 		commit_later(sb, cw->cb, cw->arg, cw->t0, 0, msg);
 	}
 	net_policy_free(&cw->network);
@@ -635,17 +657,25 @@ static struct sandbox *sandbox_for(const struct tpl *t)
 /* Boot sb (its admission slot already taken) in the threadpool with this egress policy (copied; NULL:
  * the default); claim_key marks a pool boot. */
 static void start(struct sandbox *sb, const struct tpl *t, const struct net_policy *network, const char *claim_key,
-		  sbx_create_cb cb, void *arg)
+		  int restart, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
 	struct create_work *cw = calloc(1, sizeof *cw);
 	if (!cw) {
 		adm_release(sb->memory_mb);
+		if (restart) {
+			table_remove(sb);
+			store_sandbox_delete(sb->id, NULL);
+			rt_kill(sb->id, &sb->rt, NULL);
+		}
 		sandbox_unref(sb);
 		cube_fail(&err, 500, ENOMEM, "create sandbox");
 		cb(NULL, &err, arg);
 		return;
 	}
+	cw->restart = restart;
+	if (restart) /* the old network's token, applied to the new network once it exists */
+		snprintf(cw->traffic_token, sizeof cw->traffic_token, "%s", sb->traffic_token);
 	json_t *conf = envd_settings(sb);
 	if (claim_key)
 		json_object_set_new(conf, "claimKey", json_string(claim_key));
@@ -694,7 +724,7 @@ static void start(struct sandbox *sb, const struct tpl *t, const struct net_poli
 		/* envd gives up on the readyPort itself first, then reports ready anyway */
 		.ready_timeout_ms = t->start_cmd && t->ready_port ? START_READY_TIMEOUT_MS + 10000 : 0,
 	};
-	if (sb->state != SBX_POOLED)
+	if (sb->state != SBX_POOLED && !restart)
 		table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
 	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);
 }
@@ -736,7 +766,41 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 	}
 	apply_request(sb, t, req);
 	sb->state = SBX_STARTING;
-	start(sb, t, &policy, NULL, cb, arg);
+	start(sb, t, &policy, NULL, 0, cb, arg);
+	net_policy_free(&policy);
+}
+
+/* ---- restart in place (rollback) ---- */
+
+const char *sbx_layers_template(const struct sandbox *sb)
+{
+	return sb->layers_tpl[0] ? sb->layers_tpl : sb->template_id;
+}
+
+void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting) {
+		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id,
+			  sb->snapshotting ? "being snapshotted" : sb->state == SBX_RESTARTING ? "already restarting" :
+			  sb->state == SBX_STARTING ? "still starting" : "going away");
+		cb(NULL, &err, arg);
+		return;
+	}
+	/* The store keeps the old row (old pid) until the new runtime is up: a crash in between finds that
+	 * pid dead or its network gone, and reclaims the sandbox as killed; never a half one. */
+	struct net_policy policy;
+	net_policy_copy(&policy, net_sandbox_policy(sb->net));
+	if (sb->state == SBX_PAUSED) /* it comes back running, with its create-time TTL */
+		sb->end_ms = cube_now_ms() + (long long)sb->timeout_s * 1000;
+	sb->state = SBX_RESTARTING;
+	stop_exit_watch(sb);
+	envd_log_detach(sb);
+	net_sandbox_destroy(sb->net);
+	sb->net = NULL;
+	snprintf(sb->layers_tpl, sizeof sb->layers_tpl, "%s", strcmp(t->name, sb->template_id) ? t->name : "");
+	sbx_log(sb, "info", "sandbox restarting on the layers of %s", t->name);
+	start(sb, t, &policy, NULL, 1, cb, arg);
 	net_policy_free(&policy);
 }
 
@@ -756,7 +820,7 @@ void sbx_warm(const struct tpl *t, const char *claim_key, sbx_create_cb cb, void
 	struct sbx_create_req none = {.template_ref = t->name};
 	apply_request(sb, t, &none);
 	sb->state = SBX_POOLED;
-	start(sb, t, NULL, claim_key, cb, arg); /* the claim sets the request's policy */
+	start(sb, t, NULL, claim_key, 0, cb, arg); /* the claim sets the request's policy */
 }
 
 char *sbx_claim_settings(struct sandbox *sb, const struct tpl *t, const struct sbx_create_req *req,
@@ -840,6 +904,7 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 		return;
 	snprintf(sb->id, sizeof sb->id, "%s", s->id);
 	snprintf(sb->template_id, sizeof sb->template_id, "%s", s->template_id);
+	snprintf(sb->layers_tpl, sizeof sb->layers_tpl, "%s", s->layers_tpl ? s->layers_tpl : "");
 	if (s->metadata)
 		json_object_update(sb->metadata, s->metadata);
 	if (s->env_vars)

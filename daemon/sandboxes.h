@@ -11,15 +11,20 @@
 #include "net/policy.h"
 #include "runtime/runtime.h"
 
+struct tpl;
+
 #define SBX_CLIENT_ID "6532622b"
 #define SBX_ENVD_PORT 49983
 
-/* PAUSED: every process frozen (cgroup freezer), memory and files kept; no CPU, no expiry. */
-enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_PAUSED, SBX_KILLING, SBX_POOLED };
+/* PAUSED: every process frozen (cgroup freezer), memory and files kept; no CPU, no expiry.
+ * RESTARTING: in the table, its runtime being replaced (sbx_restart); the data plane answers 502. */
+enum sbx_state { SBX_STARTING, SBX_RUNNING, SBX_PAUSED, SBX_KILLING, SBX_POOLED, SBX_RESTARTING };
 
 struct sandbox {
 	char id[32];
 	char template_id[128];     /* resolved template name */
+	char layers_tpl[128];      /* the template whose layers it runs on now ("" = template_id): a rollback
+	                            * changes it to the snapshot's */
 	json_t *metadata;          /* object string->string, never NULL */
 	json_t *env_vars;          /* object string->string, never NULL */
 	char access_token[80];     /* "" when the sandbox is not secure */
@@ -72,6 +77,15 @@ int sbx_kill(const char *id, cube_err *err);
 int sbx_pause(struct sandbox *sb, cube_err *err);
 /* Thaw a PAUSED sandbox (409 if it is not paused) and set end = now + timeout_s. */
 int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err);
+/* Restart in place: kill the runtime of a RUNNING or PAUSED sandbox and boot it again on t's layers
+ * with a fresh writable layer (the start command runs again). Id, metadata, env vars, access and traffic
+ * tokens, timeout, lifecycle and egress policy stay (the address may change). While it restarts the
+ * sandbox is RESTARTING (the data plane answers 502). cb gets it RUNNING and persisted, or an error: then
+ * it is gone (removed like a killed one). Errors before anything changes: 409 (not running/paused, a
+ * snapshot in progress). A crash of cubed meanwhile leaves the old sandbox or none (docs/lifecycle.md). */
+void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void *arg);
+/* The template whose layers the sandbox runs on (template_id unless rolled back). */
+const char *sbx_layers_template(const struct sandbox *sb);
 /* end = now + seconds (may shorten); extend_only keeps the later of the two (connect). */
 void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only);
 /* Iterate over sandboxes in the table (loop thread). */
@@ -84,7 +98,6 @@ int sbx_socket(struct sandbox *sb, cube_err *err);
 void sbx_shutdown(void);
 
 /* ---- for the pre-warmed pool (daemon/pool.c) ---- */
-struct tpl;
 /* Boot a sandbox of t for the pool (takes an admission slot without checking: the pool checks first).
  * cb gets it in state SBX_POOLED, envd ready and waiting for a claim carrying claim_key; it is not in
  * the table and not persisted. */

@@ -339,7 +339,7 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 		return;
 	}
 	snprintf(sw->sandbox_id, sizeof sw->sandbox_id, "%s", sb->id);
-	snprintf(sw->template_id, sizeof sw->template_id, "%s", sb->template_id);
+	snprintf(sw->template_id, sizeof sw->template_id, "%s", sbx_layers_template(sb)); /* after a rollback: the snapshot's */
 	snprintf(sw->name, sizeof sw->name, "%s", name ? name : "");
 	memcpy(sw->snap_id, "snap", 4);
 	cube_random_alnum(sw->snap_id + 4, 16);
@@ -361,6 +361,47 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	}
 	sb->snapshotting = 1;
 	uv_queue_work(uv_default_loop(), &sw->work, copy_in_worker, copy_done);
+}
+
+/* ---- rollback ---- */
+
+/* A snapshot template's document, or NULL (unknown, or a template that is not a snapshot). */
+static json_t *snapshot_doc(const struct tpl *t)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/template.json", t->dir);
+	json_t *doc = json_load_file(path, 0, NULL);
+	if (!json_is_object(json_object_get(doc, "snapshot"))) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	const struct tpl *snap = tpl_find(snapshot_ref);
+	json_t *doc = snap ? snapshot_doc(snap) : NULL;
+	json_decref(doc);
+	if (!doc) {
+		cube_fail(&err, 404, 0, "snapshot '%s' not found", snapshot_ref);
+		cb(NULL, &err, arg);
+		return;
+	}
+	/* Only the sandbox's own lineage: the snapshot's lower layers must end with the layers of the
+	 * template the sandbox was created from (a snapshot of another template would change its base). */
+	const struct tpl *base = tpl_find(sb->template_id);
+	bool ok = base && snap->n_layers > base->n_layers;
+	for (size_t i = 0; ok && i < base->n_layers; i++)
+		ok = strcmp(snap->layers[snap->n_layers - base->n_layers + i], base->layers[i]) == 0;
+	if (!ok) {
+		cube_fail(&err, 409, 0, "snapshot '%s' was not taken from a sandbox of template '%s'", snapshot_ref,
+			  sb->template_id);
+		cb(NULL, &err, arg);
+		return;
+	}
+	sbx_restart(sb, snap, cb, arg);
 }
 
 /* ---- listing ---- */

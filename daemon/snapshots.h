@@ -17,6 +17,10 @@ typedef void (*snap_cb)(json_t *info, const cube_err *err, void *arg);
 /* name may be NULL. Errors: 409 (sandbox not running or paused, a snapshot in progress, name in use),
  * 400 (bad name), 500. cb may run before this returns. */
 void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg);
+/* Restore the files of a snapshot: restart sb in place (sbx_restart) on the snapshot's layers. Errors:
+ * 404 unknown snapshot (or a template that is not one), 409 a snapshot of another template's sandbox,
+ * and sbx_restart's. cb as for sbx_restart; it may run before this returns. */
+void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb cb, void *arg);
 /* All snapshots (optionally of one sandbox and/or with one name), oldest first: array of
  * {snapshotID, names, sandboxID, createdAt}. */
 json_t *snap_list(const char *sandbox_id, const char *name);

@@ -927,7 +927,7 @@ struct users {
 static void count_user(struct sandbox *sb, void *arg)
 {
 	struct users *u = arg;
-	if (strcmp(sb->template_id, u->name) == 0 && u->n < 64)
+	if ((strcmp(sb->template_id, u->name) == 0 || strcmp(sbx_layers_template(sb), u->name) == 0) && u->n < 64)
 		snprintf(u->ids[u->n++], sizeof u->ids[0], "%s", sb->id);
 }
 

@@ -501,6 +501,14 @@ const struct net_policy *net_sandbox_policy(const struct net_sbx *ns)
 	return &ns->policy;
 }
 
+int net_sandbox_set_traffic_token(struct net_sbx *ns, const char *token, cube_err *err)
+{
+	if (!ns || !ns->traffic_token[0])
+		return 0; /* the policy allows public traffic: no token to keep */
+	snprintf(ns->traffic_token, sizeof ns->traffic_token, "%s", token);
+	return state_write(ns, err);
+}
+
 const char *net_sandbox_traffic_token(const struct net_sbx *ns)
 {
 	return ns ? ns->traffic_token : "";

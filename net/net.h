@@ -47,6 +47,8 @@ int net_sandbox_set_policy(struct net_sbx *ns, const struct net_policy *policy, 
  * (build it with net_policy_for_create), allowPublicTraffic included (false issues a traffic token). */
 int net_sandbox_claim(struct net_sbx *ns, const struct net_policy *policy, cube_err *err);
 const struct net_policy *net_sandbox_policy(const struct net_sbx *ns);
+/* Loop thread: keep an earlier token (a sandbox restarted in place, daemon/sandboxes.c sbx_restart). */
+int net_sandbox_set_traffic_token(struct net_sbx *ns, const char *token, cube_err *err);
 /* "" unless created with allowPublicTraffic=false. */
 const char *net_sandbox_traffic_token(const struct net_sbx *ns);
 /* {"address","gateway","link", policy fields...} for GET .../network and the CLI. */

@@ -344,3 +344,11 @@ json_t *snap_list(const char *sandbox_id, const char *name)
 	(void)name;
 	return json_array();
 }
+
+void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb cb, void *arg)
+{
+	(void)sb;
+	cube_err err = {0};
+	cube_fail(&err, 404, 0, "snapshot '%s' not found", snapshot_ref);
+	cb(NULL, &err, arg);
+}

@@ -58,6 +58,7 @@ struct collected {
 	unsigned long long start_time[8];
 	unsigned cpu[8], mem[8], disk[8];
 	int paused[8], auto_pause[8], auto_resume[8], timeout_s[8];
+	char layers_tpl[8][64];
 };
 
 static void collect(const struct store_sandbox *s, void *arg)
@@ -79,6 +80,7 @@ static void collect(const struct store_sandbox *s, void *arg)
 	c->auto_pause[i] = s->auto_pause;
 	c->auto_resume[i] = s->auto_resume;
 	c->timeout_s[i] = s->timeout_s;
+	snprintf(c->layers_tpl[i], sizeof c->layers_tpl[i], "%s", s->layers_tpl);
 }
 
 static void collected_free(struct collected *c)
@@ -95,7 +97,7 @@ static void put(const char *id, long long started, const char *token, json_t *me
 		.id = id, .template_id = "base", .metadata = meta, .env_vars = envs, .access_token = token,
 		.started_ms = started, .end_ms = started + 300000, .cpu_count = 2, .memory_mb = 512, .disk_mb = 1024,
 		.pid = 4242, .start_time = 1234567890123ULL, .auto_pause = *token != 0, .auto_resume = 1,
-		.timeout_s = 300,
+		.timeout_s = 300, .layers_tpl = *token ? "snapabc" : NULL,
 	};
 	assert_int_equal(store_sandbox_put(&s, &err), 0);
 	json_decref(envs);
@@ -119,6 +121,8 @@ static void test_sandbox_put_load_delete(void **state)
 	assert_true(json_equal(c.metadata[0], meta));
 	assert_int_equal(json_object_size(c.metadata[1]), 0); /* NULL metadata stored as {} */
 	assert_int_equal(c.pid[0], 4242);
+	assert_string_equal(c.layers_tpl[0], "snapabc"); /* rolled back onto a snapshot's layers */
+	assert_string_equal(c.layers_tpl[1], "");        /* NULL: its template's own */
 	assert_true(c.start_time[0] == 1234567890123ULL);
 	assert_int_equal(c.cpu[0], 2);
 	assert_int_equal(c.mem[0], 512);
