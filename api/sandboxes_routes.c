@@ -161,6 +161,51 @@ void api_refresh(http_req *req, const char *id)
 	api_with_body(req, id, refresh_body);
 }
 
+/* Asynchronous answers (pause to disk, connect from disk): the request may go away meanwhile. */
+struct async_ctx {
+	http_req *req;
+	int status;                /* 204: no content; else the Sandbox with this status */
+};
+
+static void async_client_gone(http_req *req)
+{
+	struct async_ctx *ctx = http_req_data(req);
+	if (ctx)
+		ctx->req = NULL;
+	http_req_set_data(req, NULL);
+}
+
+static void async_done(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	struct async_ctx *ctx = arg;
+	http_req *req = ctx->req;
+	if (req) {
+		http_req_on_close(req, NULL);
+		http_req_set_data(req, NULL);
+		if (!sb)
+			api_send_err(req, err);
+		else if (ctx->status == 204)
+			api_send_no_content(req);
+		else
+			api_send_json(req, ctx->status, api_sandbox_json(sb));
+	}
+	free(ctx);
+}
+
+static struct async_ctx *async_begin(http_req *req, int status)
+{
+	struct async_ctx *ctx = calloc(1, sizeof *ctx);
+	if (!ctx) {
+		http_resp_error(req, 500, "out of memory");
+		return NULL;
+	}
+	ctx->req = req;
+	ctx->status = status;
+	http_req_set_data(req, ctx);
+	http_req_on_close(req, async_client_gone);
+	return ctx;
+}
+
 /* ---- connect ---- */
 
 static void connect_sandbox(http_req *req, const char *id, const char *body, size_t len, int v2)
@@ -180,9 +225,15 @@ static void connect_sandbox(http_req *req, const char *id, const char *body, siz
 		http_resp_error(req, 404, "Paused sandbox \"%s\" doesn't exist or you don't have access to it", id);
 		return;
 	}
+	if (sb->state == SBX_PAUSED && sb->on_disk) { /* boots again from its saved layers: 201 when up */
+		struct async_ctx *ctx = async_begin(req, 201);
+		if (ctx)
+			sbx_resume_from_disk(sb, seconds, async_done, ctx);
+		return;
+	}
 	if (sb->state == SBX_PAUSED) {
-		/* memory: false would mean a cold boot from disk; a pause here always keeps memory, so the
-		 * sandbox resumes as it was (docs/lifecycle.md). */
+		/* memory: false would mean a cold boot from disk; a memory pause resumes as it was: its
+		 * processes are still there (docs/lifecycle.md). */
 		if (sbx_resume(sb, seconds, &err) < 0) {
 			api_send_err(req, &err);
 			return;
@@ -219,13 +270,20 @@ void api_connect_v2(http_req *req, const char *id)
 static void pause_body(http_req *req, const char *id, const char *body, size_t len)
 {
 	cube_err err = {0};
-	if (api_parse_pause(body, len, &err) < 0) {
+	int memory = 1;
+	if (api_parse_pause(body, len, &memory, &err) < 0) {
 		api_send_err(req, &err);
 		return;
 	}
 	struct sandbox *sb = sbx_find(id);
 	if (!sb || sb->state == SBX_KILLING) {
 		api_fail_not_found(req, id);
+		return;
+	}
+	if (!memory) { /* to disk: answered once the files are saved and the processes gone */
+		struct async_ctx *ctx = async_begin(req, 204);
+		if (ctx)
+			sbx_pause_to_disk(sb, async_done, ctx);
 		return;
 	}
 	if (sbx_pause(sb, &err) < 0) {

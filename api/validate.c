@@ -283,15 +283,13 @@ int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout
 	return 0;
 }
 
-int api_parse_pause(const char *body, size_t len, cube_err *err)
+int api_parse_pause(const char *body, size_t len, int *memory, cube_err *err)
 {
 	json_t *root = load_object(body, len, 1, err);
 	if (!root)
 		return -1;
 	int rc = check_type(root, "memory", is_bool, "a boolean", err);
-	if (rc == 0 && json_is_false(field(root, "memory")))
-		rc = cube_fail(err, 400, 0, "memory: false (pause to disk) is not supported by this server; "
-			       "a pause keeps memory");
+	*memory = !json_is_false(field(root, "memory"));
 	json_decref(root);
 	return rc;
 }

@@ -41,8 +41,8 @@ int api_parse_refresh(const char *body, size_t len, int *duration_s, cube_err *e
 int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, cube_err *err);
 /* SandboxNetworkUpdateConfig (PUT /sandboxes/{id}/network): replace semantics, omitted = cleared. */
 int api_parse_network_update(const char *body, size_t len, struct net_policy *out, cube_err *err);
-/* SandboxPauseRequest {memory?: bool} (body optional). memory: false (pause to disk) is refused: 400. */
-int api_parse_pause(const char *body, size_t len, cube_err *err);
+/* SandboxPauseRequest {memory?: bool} (body optional); *memory = 0 for a pause to disk (memory: false). */
+int api_parse_pause(const char *body, size_t len, int *memory, cube_err *err);
 /* ResumedSandbox {timeout?: default 15, autoPause?, memory?} (deprecated resume; body optional). */
 int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, cube_err *err);
 /* AdminAPIKeyCreate {"name": non-empty string}. *name is malloc'd. */

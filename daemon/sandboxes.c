@@ -4,7 +4,10 @@
  * reclaimed (see sbx_init). */
 #include "daemon/sandboxes.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +22,8 @@
 #include "common/util.h"
 #include "daemon/admission.h"
 #include "daemon/pool.h"
+#include "daemon/snapshots.h"
+#include "image/layer_store.h"
 #include "image/template.h"
 #include "net/net.h"
 #include "store/store.h"
@@ -101,6 +106,7 @@ static void sandbox_unref(struct sandbox *sb)
 	json_decref(sb->metadata);
 	json_decref(sb->env_vars);
 	json_decref(sb->logs);
+	json_decref(sb->disk);
 	free(sb);
 }
 
@@ -226,17 +232,44 @@ static void envd_log_detach(struct sandbox *sb)
 
 static void persist(struct sandbox *sb)
 {
+	char *disk = sb->disk ? json_dumps(sb->disk, JSON_COMPACT) : NULL;
 	struct store_sandbox s = {
 		.id = sb->id, .template_id = sb->template_id, .metadata = sb->metadata, .env_vars = sb->env_vars,
 		.access_token = sb->access_token, .started_ms = sb->started_ms, .end_ms = sb->end_ms,
 		.cpu_count = sb->cpu_count, .memory_mb = sb->memory_mb, .disk_mb = sb->disk_mb,
-		.pid = sb->rt.pid, .start_time = sb->rt.start_time, .paused = sb->state == SBX_PAUSED,
+		.pid = sb->on_disk ? 0 : sb->rt.pid, .start_time = sb->on_disk ? 0 : sb->rt.start_time,
+		.paused = sb->state == SBX_PAUSED, .disk = disk,
 		.auto_pause = sb->auto_pause, .auto_resume = sb->auto_resume, .timeout_s = sb->timeout_s,
 		.layers_tpl = sb->layers_tpl,
 	};
 	cube_err err;
 	if (store_sandbox_put(&s, &err) < 0)
 		log_error("sandbox %s: persist: %s", sb->id, err.msg);
+	free(disk);
+}
+
+/* ---- pause to disk: where the saved layers live ---- */
+
+static void disk_dir(const char *id, char *out, size_t n)
+{
+	snprintf(out, n, "%s/disk/%s", S.cfg.state_dir, id);
+}
+
+static void disk_forget(const char *id)
+{
+	char dir[PATH_MAX];
+	disk_dir(id, dir, sizeof dir);
+	layer_store_remove_tree(dir);
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
 }
 
 /* ---- destruction ---- */
@@ -288,8 +321,11 @@ static void stop_exit_watch(struct sandbox *sb)
 static void retire(struct sandbox *sb, const char *why)
 {
 	table_remove(sb);
-	adm_release(sb->memory_mb);
+	if (!sb->on_disk) /* one paused to disk gave its slot back already */
+		adm_release(sb->memory_mb);
 	sb->state = SBX_KILLING;
+	if (sb->disk)
+		disk_forget(sb->id);
 	stop_exit_watch(sb);
 	envd_log_detach(sb);
 	net_sandbox_destroy(sb->net);
@@ -311,8 +347,9 @@ static void retire(struct sandbox *sb, const char *why)
 int sbx_kill(const char *id, cube_err *err)
 {
 	struct sandbox *sb = sbx_find(id);
-	if (sb && sb->state == SBX_RESTARTING)
-		return cube_fail(err, 409, 0, "sandbox \"%s\" is restarting; retry shortly", id);
+	if (sb && (sb->state == SBX_RESTARTING || (sb->on_disk && sb->snapshotting)))
+		return cube_fail(err, 409, 0, "sandbox \"%s\" is %s; retry shortly", id,
+				 sb->on_disk ? "being paused to disk" : "restarting");
 	if (!sb || (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED))
 		return cube_fail(err, 404, 0, "sandbox \"%s\" doesn't exist or you don't have access to it", id);
 	log_info("sandbox %s killed by request", id);
@@ -403,6 +440,8 @@ int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
 		return cube_fail(err, 409, 0, "sandbox '%s' is not paused", sb->id);
 	if (sb->snapshotting)
 		return cube_fail(err, 409, 0, "sandbox '%s': a snapshot is being taken; retry shortly", sb->id);
+	if (sb->on_disk)
+		return cube_fail(err, 409, 0, "sandbox '%s' is paused to disk: connect boots it again", sb->id);
 	long long t0 = mono_us();
 	if (rt_thaw(sb->id, &sb->rt, err) < 0)
 		return cube_wrap(err, "resume sandbox %s", sb->id);
@@ -447,7 +486,9 @@ struct create_work {
 	uint64_t t0;
 	struct net_policy network;
 	int restart;               /* sbx_restart: kill the old runtime first; keep the traffic token */
+	int from_disk;             /* sbx_resume_from_disk: on failure it stays paused to disk */
 	char traffic_token[48];
+	char *layer_paths[RT_MAX_LAYERS]; /* saved layers + the template's (from_disk) */
 };
 
 static void create_in_worker(uv_work_t *w)
@@ -561,15 +602,22 @@ static void create_done(uv_work_t *w, int status)
 		if (cw->log_rfd >= 0)
 			close(cw->log_rfd);
 		log_error("sandbox %s: %s failed: %s", sb->id, cw->restart ? "restart" : "create", cw->err.msg);
-		table_remove(sb);
 		adm_release(sb->memory_mb);
-		if (cw->restart) { /* its old runtime is gone too: the sandbox ends here, like a killed one */
-			sb->state = SBX_KILLING;
-			sbx_log(sb, "error", "sandbox killed: restart failed: %s", cw->err.msg);
-			store_sandbox_delete(sb->id, NULL);
+		if (cw->from_disk) { /* nothing is lost: its files are still on disk; connect may be retried */
+			sb->state = SBX_PAUSED;
+			sbx_log(sb, "error", "boot from disk failed: %s", cw->err.msg);
+			cw->cb(NULL, &cw->err, cw->arg);
+		} else {
+			table_remove(sb);
+			if (cw->restart) { /* its old runtime is gone too: the sandbox ends here, like a killed one */
+				sb->state = SBX_KILLING;
+				sbx_log(sb, "error", "sandbox killed: restart failed: %s", cw->err.msg);
+				store_sandbox_delete(sb->id, NULL);
+				disk_forget(sb->id);
+			}
+			cw->cb(NULL, &cw->err, cw->arg);
+			sandbox_unref(sb);
 		}
-		cw->cb(NULL, &cw->err, cw->arg);
-		sandbox_unref(sb);
 	} else if (sb->state == SBX_POOLED) {
 		/* Booted for the pool: no table, no store, no exit watch until a claim (daemon/pool.c). */
 		if (cw->log_rfd >= 0)
@@ -577,6 +625,9 @@ static void create_done(uv_work_t *w, int status)
 		cw->cb(sb, NULL, cw->arg);
 	} else {
 		sb->state = SBX_RUNNING;
+		if (cw->restart && !cw->from_disk && !sb->disk)
+			disk_forget(sb->id); /* a rollback replaced the layers saved by pauses to disk */
+		sb->on_disk = 0;
 		cube_err terr = {0};
 		if (cw->restart && cw->traffic_token[0] &&
 		    net_sandbox_set_traffic_token(sb->net, cw->traffic_token, &terr) < 0)
@@ -597,6 +648,8 @@ static void create_done(uv_work_t *w, int status)
 	}
 	net_policy_free(&cw->network);
 	free(cw->envd_config);
+	for (size_t i = 0; i < RT_MAX_LAYERS; i++)
+		free(cw->layer_paths[i]);
 	free(cw);
 }
 
@@ -657,23 +710,29 @@ static struct sandbox *sandbox_for(const struct tpl *t)
 /* Boot sb (its admission slot already taken) in the threadpool with this egress policy (copied; NULL:
  * the default); claim_key marks a pool boot. */
 static void start(struct sandbox *sb, const struct tpl *t, const struct net_policy *network, const char *claim_key,
-		  int restart, sbx_create_cb cb, void *arg)
+		  int restart /* 1: sbx_restart, 2: from disk */, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
 	struct create_work *cw = calloc(1, sizeof *cw);
 	if (!cw) {
 		adm_release(sb->memory_mb);
+		cube_fail(&err, 500, ENOMEM, "create sandbox");
+		if (restart == 2) { /* stays paused to disk */
+			sb->state = SBX_PAUSED;
+			cb(NULL, &err, arg);
+			return;
+		}
 		if (restart) {
 			table_remove(sb);
 			store_sandbox_delete(sb->id, NULL);
 			rt_kill(sb->id, &sb->rt, NULL);
 		}
 		sandbox_unref(sb);
-		cube_fail(&err, 500, ENOMEM, "create sandbox");
 		cb(NULL, &err, arg);
 		return;
 	}
-	cw->restart = restart;
+	cw->restart = restart != 0;
+	cw->from_disk = restart == 2;
 	if (restart) /* the old network's token, applied to the new network once it exists */
 		snprintf(cw->traffic_token, sizeof cw->traffic_token, "%s", sb->traffic_token);
 	json_t *conf = envd_settings(sb);
@@ -724,6 +783,21 @@ static void start(struct sandbox *sb, const struct tpl *t, const struct net_poli
 		/* envd gives up on the readyPort itself first, then reports ready anyway */
 		.ready_timeout_ms = t->start_cmd && t->ready_port ? START_READY_TIMEOUT_MS + 10000 : 0,
 	};
+	if (sb->disk) { /* booted from disk: its saved layers (newest first) over the template's */
+		json_t *names = json_object_get(sb->disk, "layers");
+		size_t n = 0, i;
+		json_t *v;
+		char dir[PATH_MAX];
+		disk_dir(sb->id, dir, sizeof dir);
+		json_array_foreach(names, i, v) {
+			if (n < RT_MAX_LAYERS && asprintf(&cw->layer_paths[n], "%s/%s/rootfs", dir, json_string_value(v)) > 0)
+				n++;
+		}
+		for (i = 0; i < t->n_layers && n < RT_MAX_LAYERS; i++)
+			cw->layer_paths[n++] = strdup(t->layers[i]);
+		cw->spec.layers = (const char *const *)cw->layer_paths;
+		cw->spec.n_layers = n;
+	}
 	if (sb->state != SBX_POOLED && !restart)
 		table_add(sb); /* sb's one reference now belongs to the table; retire() or a failed create drops it */
 	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);
@@ -780,8 +854,9 @@ const char *sbx_layers_template(const struct sandbox *sb)
 void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
-	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting) {
+	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting || sb->on_disk) {
 		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id,
+			  sb->on_disk ? "paused to disk; connect it first" :
 			  sb->snapshotting ? "being snapshotted" : sb->state == SBX_RESTARTING ? "already restarting" :
 			  sb->state == SBX_STARTING ? "still starting" : "going away");
 		cb(NULL, &err, arg);
@@ -799,9 +874,213 @@ void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void
 	net_sandbox_destroy(sb->net);
 	sb->net = NULL;
 	snprintf(sb->layers_tpl, sizeof sb->layers_tpl, "%s", strcmp(t->name, sb->template_id) ? t->name : "");
+	json_decref(sb->disk); /* the new layers replace what pauses to disk saved (removed once it runs) */
+	sb->disk = NULL;
 	sbx_log(sb, "info", "sandbox restarting on the layers of %s", t->name);
 	start(sb, t, &policy, NULL, 1, cb, arg);
 	net_policy_free(&policy);
+}
+
+/* ---- pause to disk ---- */
+
+struct disk_work {
+	uv_work_t work;
+	struct sandbox *sb;        /* holds a reference */
+	char upper[PATH_MAX], dir[PATH_MAX], scratch[PATH_MAX + 32], final[PATH_MAX + 32], name[32];
+	sbx_create_cb cb;
+	void *arg;
+	cube_err err;
+	int rc;
+	long long t0;
+};
+
+/* Worker: copy the frozen writable layer, publish it by rename, make both durable. */
+static void disk_copy_in_worker(uv_work_t *w)
+{
+	struct disk_work *dw = (struct disk_work *)w;
+	if (cube_mkdir_p(dw->dir, 0700) < 0) {
+		dw->rc = cube_fail(&dw->err, 500, errno, "create %s", dw->dir);
+		return;
+	}
+	dw->rc = snap_copy_layer(dw->upper, dw->scratch, &dw->err);
+	if (dw->rc == 0 && (rename(dw->scratch, dw->final) < 0 || fsync_path(dw->dir) < 0)) {
+		dw->rc = cube_fail(&dw->err, 500, errno, "publish %s", dw->final);
+		layer_store_remove_tree(dw->scratch);
+		layer_store_remove_tree(dw->final);
+	}
+}
+
+static void disk_kill_in_worker(uv_work_t *w)
+{
+	struct disk_work *dw = (struct disk_work *)w;
+	dw->rc = rt_kill(dw->sb->id, &dw->sb->rt, &dw->err);
+}
+
+static void disk_kill_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct disk_work *dw = (struct disk_work *)w;
+	struct sandbox *sb = dw->sb;
+	if (dw->rc < 0)
+		log_warn("sandbox %s: end processes after pause to disk: %s", sb->id, dw->err.msg);
+	sb->rt.pid = -1;
+	sb->snapshotting = 0;
+	sbx_log(sb, "info", "sandbox paused to disk in %lld ms (layer %s)", cube_mono_ms() - dw->t0, dw->name);
+	dw->cb(sb->state == SBX_PAUSED ? sb : NULL, &dw->err, dw->arg);
+	sandbox_unref(sb);
+	free(dw);
+}
+
+static void disk_copy_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct disk_work *dw = (struct disk_work *)w;
+	struct sandbox *sb = dw->sb;
+	if (dw->rc == 0 && sb->state != SBX_RUNNING) { /* killed, or paused in memory, meanwhile */
+		dw->rc = cube_fail(&dw->err, sb->state == SBX_PAUSED ? 409 : 404, 0, "sandbox %s was %s during its pause to disk",
+				   sb->id, sb->state == SBX_PAUSED ? "paused in memory" : "killed");
+		layer_store_remove_tree(dw->final);
+	}
+	if (dw->rc < 0) {
+		sb->snapshotting = 0;
+		cube_err terr = {0};
+		if (sb->state == SBX_RUNNING && rt_thaw(sb->id, &sb->rt, &terr) < 0)
+			log_error("sandbox %s: thaw after a failed pause to disk: %s", sb->id, terr.msg);
+		log_warn("sandbox %s: pause to disk failed: %s", sb->id, dw->err.msg);
+		dw->cb(NULL, &dw->err, dw->arg);
+		sandbox_unref(sb);
+		free(dw);
+		return;
+	}
+	/* Durable first (one row: paused, the layers, the policy), then the processes go: a crash before
+	 * the row is written adopts the (frozen, then thawed) sandbox; after it, boots it from disk. */
+	json_t *layers = json_pack("[s]", dw->name);
+	json_t *old = sb->disk ? json_object_get(sb->disk, "layers") : NULL;
+	if (json_is_array(old))
+		json_array_extend(layers, old);
+	json_t *disk = json_pack("{s:o,s:o,s:s}", "layers", layers, "policy",
+				 net_policy_to_json(net_sandbox_policy(sb->net), 1), "trafficToken", sb->traffic_token);
+	json_decref(sb->disk);
+	sb->disk = disk;
+	sb->state = SBX_PAUSED;
+	sb->on_disk = 1;
+	persist(sb);
+	stop_exit_watch(sb);
+	envd_log_detach(sb);
+	net_sandbox_destroy(sb->net);
+	sb->net = NULL;
+	adm_release(sb->memory_mb);
+	uv_queue_work(S.cfg.loop, &dw->work, disk_kill_in_worker, disk_kill_done);
+}
+
+void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	const struct tpl *t = tpl_find(sbx_layers_template(sb));
+	json_t *old = sb->disk ? json_object_get(sb->disk, "layers") : NULL;
+	size_t n = json_array_size(old) + 1 + (t ? t->n_layers : 0);
+	if (sb->state == SBX_PAUSED)
+		cube_fail(&err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
+	else if (sb->state != SBX_RUNNING || sb->snapshotting)
+		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id, sb->snapshotting ? "being snapshotted" :
+			  sb->state == SBX_STARTING ? "still starting" : sb->state == SBX_RESTARTING ? "restarting" : "going away");
+	else if (!t)
+		cube_fail(&err, 409, 0, "the template of sandbox %s (%s) no longer exists", sb->id, sbx_layers_template(sb));
+	else if (n > RT_MAX_LAYERS)
+		cube_fail(&err, 409, 0, "sandbox '%s' has been paused to disk %zu times; the layer limit is reached",
+			  sb->id, json_array_size(old));
+	struct disk_work *dw = err.status ? NULL : calloc(1, sizeof *dw);
+	if (!dw && !err.status)
+		cube_fail(&err, 500, ENOMEM, "pause to disk");
+	if (dw && rt_layer_upper(sb->id, dw->upper, sizeof dw->upper) < 0)
+		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
+	if (dw && !err.status && rt_freeze(sb->id, &sb->rt, &err) < 0)
+		cube_wrap(&err, "pause sandbox %s", sb->id);
+	if (err.status) {
+		free(dw);
+		cb(NULL, &err, arg);
+		return;
+	}
+	dw->sb = sb;
+	sb->refs++;
+	dw->cb = cb;
+	dw->arg = arg;
+	dw->t0 = cube_mono_ms();
+	disk_dir(sb->id, dw->dir, sizeof dw->dir);
+	snprintf(dw->name, sizeof dw->name, "%lld", cube_now_ms());
+	snprintf(dw->scratch, sizeof dw->scratch, "%s/.copy-%s", dw->dir, dw->name);
+	snprintf(dw->final, sizeof dw->final, "%s/%s", dw->dir, dw->name);
+	sb->snapshotting = 1;
+	uv_queue_work(S.cfg.loop, &dw->work, disk_copy_in_worker, disk_copy_done);
+}
+
+void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	const struct tpl *t = tpl_find(sbx_layers_template(sb));
+	struct net_policy policy;
+	json_t *pol = json_object_get(sb->disk, "policy");
+	if (!sb->on_disk || sb->state != SBX_PAUSED || sb->snapshotting)
+		cube_fail(&err, 409, 0, "sandbox '%s' is not paused to disk", sb->id);
+	else if (!t)
+		cube_fail(&err, 409, 0, "the template of sandbox %s (%s) no longer exists", sb->id, sbx_layers_template(sb));
+	if (err.status || adm_acquire(sb->memory_mb, &err) < 0) {
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (net_policy_parse(json_object_get(pol, "allow_internet_access"), pol, &policy, &err) < 0) {
+		adm_release(sb->memory_mb);
+		cube_wrap(&err, "saved egress policy of %s", sb->id);
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (timeout_s < 0)
+		timeout_s = 0;
+	sb->end_ms = cube_now_ms() + (long long)timeout_s * 1000;
+	sb->state = SBX_RESTARTING;
+	sbx_log(sb, "info", "sandbox booting from disk");
+	start(sb, t, &policy, NULL, 2, cb, arg);
+	net_policy_free(&policy);
+}
+
+/* At start-up: remove saved layers no stored sandbox names (a crash between copy and persist). */
+static void disk_reclaim(void)
+{
+	char root[PATH_MAX];
+	snprintf(root, sizeof root, "%s/disk", S.cfg.state_dir);
+	DIR *d = opendir(root);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char dir[PATH_MAX + 300];
+		snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+		struct sandbox *sb = sbx_find(e->d_name);
+		if (!sb || !sb->disk) {
+			layer_store_remove_tree(dir);
+			continue;
+		}
+		DIR *d2 = opendir(dir);
+		struct dirent *e2;
+		while (d2 && (e2 = readdir(d2))) {
+			if (!strcmp(e2->d_name, ".") || !strcmp(e2->d_name, ".."))
+				continue;
+			int listed = 0;
+			size_t i;
+			json_t *v;
+			json_array_foreach(json_object_get(sb->disk, "layers"), i, v)
+				listed |= !strcmp(json_string_value(v), e2->d_name);
+			if (!listed) {
+				char path[PATH_MAX + 600];
+				snprintf(path, sizeof path, "%s/%s", dir, e2->d_name);
+				layer_store_remove_tree(path);
+			}
+		}
+		if (d2)
+			closedir(d2);
+	}
+	if (d)
+		closedir(d);
 }
 
 /* ---- the pool's side (daemon/pool.c) ---- */
@@ -918,6 +1197,40 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 	sb->auto_pause = s->auto_pause;
 	sb->auto_resume = s->auto_resume;
 	sb->timeout_s = s->timeout_s;
+	if (s->disk && s->disk[0]) {
+		json_error_t je;
+		sb->disk = json_loads(s->disk, 0, &je);
+		if (!json_is_object(sb->disk)) {
+			json_decref(sb->disk);
+			sb->disk = NULL;
+		}
+	}
+	if (s->paused && sb->disk) { /* paused to disk: nothing to adopt but its saved layers */
+		char dir[PATH_MAX + 64], path[PATH_MAX + 200];
+		disk_dir(sb->id, dir, sizeof dir);
+		int ok = 1;
+		size_t i;
+		json_t *v;
+		json_array_foreach(json_object_get(sb->disk, "layers"), i, v) {
+			snprintf(path, sizeof path, "%s/%s/rootfs", dir, json_string_value(v));
+			ok &= access(path, F_OK) == 0;
+		}
+		if (!ok) {
+			log_error("sandbox %s: saved layers missing from %s; removing the sandbox", sb->id, dir);
+			log_entry(sb, "error", "sandbox killed: its layers saved by a pause to disk are missing", 1);
+			store_sandbox_delete(s->id, NULL);
+			sandbox_unref(sb);
+			return;
+		}
+		snprintf(sb->traffic_token, sizeof sb->traffic_token, "%s",
+			 json_string_value(json_object_get(sb->disk, "trafficToken")) ?: "");
+		sb->state = SBX_PAUSED;
+		sb->on_disk = 1;
+		table_add(sb);
+		sbx_log(sb, "info", "sandbox adopted after a restart of cubed (paused to disk)");
+		log_info("sandbox %s adopted (paused to disk)", sb->id);
+		return;
+	}
 	/* Paused sandboxes do not expire; one that expired while cubed was down and pauses at timeout is
 	 * adopted and paused by the next expiry tick. */
 	int expired = !s->paused && !s->auto_pause && s->end_ms <= cube_now_ms();
@@ -974,6 +1287,7 @@ int sbx_init(const struct sbx_config *cfg, cube_err *err)
 		return cube_wrap(err, "reclaim network leftovers");
 	if (links > 0)
 		log_info("reclaimed %d leftover sandbox link(s) from an earlier run", links);
+	disk_reclaim();
 	uv_timer_init(cfg->loop, &S.expiry);
 	uv_timer_start(&S.expiry, on_expiry_tick, EXPIRY_TICK_MS, EXPIRY_TICK_MS);
 	return 0;

@@ -36,7 +36,11 @@ struct sandbox {
 	int auto_pause;            /* at timeout: pause instead of kill */
 	int auto_resume;           /* data-plane traffic resumes a paused sandbox */
 	int timeout_s;             /* the create-time TTL; an auto-resume grants it again */
-	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c): no resume meanwhile */
+	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c) or a pause to disk: no
+	                            * resume meanwhile */
+	int on_disk;               /* PAUSED to disk: no processes; its files are the layers in disk */
+	json_t *disk;              /* after a pause to disk: {"layers":[names, newest first], "policy", "trafficToken"};
+	                            * the sandbox runs on those layers after connect; NULL = never paused to disk */
 	struct rt_sandbox rt;
 	/* private to daemon/sandboxes.c */
 	uv_poll_t *exit_watch;
@@ -75,7 +79,14 @@ int sbx_kill(const char *id, cube_err *err);
 /* Freeze a RUNNING sandbox (409 if already paused or not running). Synchronous: a freeze takes well
  * under a millisecond unless a task sits in uninterruptible sleep. The state is persisted. */
 int sbx_pause(struct sandbox *sb, cube_err *err);
-/* Thaw a PAUSED sandbox (409 if it is not paused) and set end = now + timeout_s. */
+/* Pause to disk (memory: false): freeze, copy the writable layer durably to <state>/disk/<id>/, persist
+ * the sandbox as paused with it, then end its processes and network. cb gets the sandbox once its
+ * processes are gone, or an error (409 as sbx_pause, or too many saved layers; the sandbox then runs on). */
+void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg);
+/* Connect a sandbox paused to disk: boot it again (like sbx_restart) on its saved layers over its
+ * template's, end = now + timeout_s. 429 when the node is full; on failure it stays paused to disk. */
+void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg);
+/* Thaw a PAUSED sandbox (409 if it is not paused, or paused to disk) and set end = now + timeout_s. */
 int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err);
 /* Restart in place: kill the runtime of a RUNNING or PAUSED sandbox and boot it again on t's layers
  * with a fresh writable layer (the start command runs again). Id, metadata, env vars, access and traffic

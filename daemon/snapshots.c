@@ -148,33 +148,39 @@ struct snap_work {
 	long long t0;
 };
 
-static void copy_in_worker(uv_work_t *w)
+int snap_copy_layer(const char *upper, const char *scratch, cube_err *err)
 {
-	struct snap_work *sw = (struct snap_work *)w;
 	char root[PATH_MAX + 80];
-	snprintf(root, sizeof root, "%s/rootfs", sw->scratch);
-	sw->rc = -1;
-	layer_store_remove_tree(sw->scratch);
-	int sfd = open(sw->upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), dfd = -1;
+	snprintf(root, sizeof root, "%s/rootfs", scratch);
+	int rc = -1;
+	layer_store_remove_tree(scratch);
+	int sfd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), dfd = -1;
 	struct stat st;
-	if (sfd < 0) {
-		cube_fail(&sw->err, 409, errno, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
-		return;
-	}
-	if (mkdir(sw->scratch, 0700) < 0 || mkdir(root, 0700) < 0 ||
+	if (sfd < 0)
+		return cube_fail(err, 409, errno, "no writable layer at %s", upper);
+	if (mkdir(scratch, 0700) < 0 || mkdir(root, 0700) < 0 ||
 	    (dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(sfd, &st) < 0) {
-		cube_fail(&sw->err, 500, errno, "create %s", root);
-	} else if (copy_tree(sfd, dfd, 0, "", &sw->err) == 0 && copy_xattrs(sfd, dfd) == 0 &&
+		cube_fail(err, 500, errno, "create %s", root);
+	} else if (copy_tree(sfd, dfd, 0, "", err) == 0 && copy_xattrs(sfd, dfd) == 0 &&
 		   fchown(dfd, st.st_uid, st.st_gid) == 0 && fchmod(dfd, st.st_mode & 07777) == 0 && fsync(dfd) == 0) {
-		sw->rc = 0;
-	} else if (!sw->err.msg[0]) {
-		cube_fail(&sw->err, 500, errno, "copy the root of the layer");
+		rc = 0;
+	} else if (!err->msg[0]) {
+		cube_fail(err, 500, errno, "copy the root of the layer");
 	}
 	close(sfd);
 	if (dfd >= 0)
 		close(dfd);
-	if (sw->rc < 0)
-		layer_store_remove_tree(sw->scratch);
+	if (rc < 0)
+		layer_store_remove_tree(scratch);
+	return rc;
+}
+
+static void copy_in_worker(uv_work_t *w)
+{
+	struct snap_work *sw = (struct snap_work *)w;
+	sw->rc = snap_copy_layer(sw->upper, sw->scratch, &sw->err);
+	if (sw->rc < 0 && sw->err.status == 409)
+		cube_fail(&sw->err, 409, 0, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
 }
 
 static int fsync_dir(const char *path)
@@ -314,6 +320,11 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	cube_err err = {0};
 	if (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) {
 		cube_fail(&err, 409, 0, "sandbox %s is %s", sb->id, sb->state == SBX_STARTING ? "still starting" : "going away");
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (sb->disk) { /* its files are spread over saved layers a snapshot template cannot name yet */
+		cube_fail(&err, 409, 0, "sandbox %s was paused to disk; snapshots of it are not supported", sb->id);
 		cb(NULL, &err, arg);
 		return;
 	}

@@ -46,6 +46,8 @@ static const char *const migrations[] = {
 	"CREATE TABLE pool_settings (template TEXT PRIMARY KEY, min INTEGER NOT NULL, max INTEGER NOT NULL);",
 	/* 4 -> 5: the layers a sandbox runs on after a rollback ('' = its template's) */
 	"ALTER TABLE sandboxes ADD COLUMN layers_tpl TEXT NOT NULL DEFAULT '';",
+	/* 5 -> 6: pause to disk: its saved layers, egress policy and traffic token (JSON, '' = none) */
+	"ALTER TABLE sandboxes ADD COLUMN disk TEXT NOT NULL DEFAULT '';",
 };
 
 enum stmt_id {
@@ -73,14 +75,14 @@ enum stmt_id {
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SBX_PUT] = "INSERT OR REPLACE INTO sandboxes (id, template_id, metadata, env_vars, access_token,"
 		       " started_ms, end_ms, cpu_count, memory_mb, disk_mb, pid, start_time, paused, auto_pause,"
-		       " auto_resume, timeout_s, layers_tpl)"
-		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+		       " auto_resume, timeout_s, layers_tpl, disk)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
 	[ST_SBX_SET_END] = "UPDATE sandboxes SET end_ms = ?2 WHERE id = ?1",
 	[ST_SBX_SET_PAUSED] = "UPDATE sandboxes SET paused = ?2, end_ms = ?3 WHERE id = ?1",
 	[ST_SBX_DELETE] = "DELETE FROM sandboxes WHERE id = ?1",
 	[ST_SBX_ALL] = "SELECT id, template_id, metadata, env_vars, access_token, started_ms, end_ms, cpu_count,"
 		       " memory_mb, disk_mb, pid, start_time, paused, auto_pause, auto_resume, timeout_s,"
-		       " layers_tpl FROM sandboxes ORDER BY started_ms, id",
+		       " layers_tpl, disk FROM sandboxes ORDER BY started_ms, id",
 	[ST_KEY_INSERT] = "INSERT INTO api_keys (id, name, hash, prefix, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_KEY_BY_HASH] = "SELECT id, hash, last_used_ms FROM api_keys WHERE hash = ?1",
 	[ST_KEY_TOUCH] = "UPDATE api_keys SET last_used_ms = ?2 WHERE id = ?1",
@@ -250,6 +252,7 @@ int store_sandbox_put(const struct store_sandbox *sb, cube_err *err)
 	sqlite3_bind_int(s, 15, sb->auto_resume != 0);
 	sqlite3_bind_int64(s, 16, sb->timeout_s);
 	bind_text(s, 17, sb->layers_tpl ? sb->layers_tpl : "");
+	bind_text(s, 18, sb->disk ? sb->disk : "");
 	return exec_write(s, "save sandbox", err);
 }
 
@@ -295,7 +298,7 @@ static json_t *column_json_object(sqlite3_stmt *s, int col)
 }
 
 struct loaded_sandbox {
-	char *id, *template_id, *access_token, *layers_tpl;
+	char *id, *template_id, *access_token, *layers_tpl, *disk;
 	json_t *metadata, *env_vars;
 	struct store_sandbox view;
 };
@@ -306,6 +309,7 @@ static void loaded_sandbox_free(struct loaded_sandbox *l)
 	free(l->template_id);
 	free(l->access_token);
 	free(l->layers_tpl);
+	free(l->disk);
 	json_decref(l->metadata);
 	json_decref(l->env_vars);
 }
@@ -342,6 +346,7 @@ int store_sandbox_load_all(void (*fn)(const struct store_sandbox *s, void *arg),
 			.env_vars = column_json_object(s, 3),
 			.access_token = column_strdup(s, 4),
 			.layers_tpl = column_strdup(s, 16),
+			.disk = column_strdup(s, 17),
 		};
 		l->view = (struct store_sandbox){
 			.started_ms = sqlite3_column_int64(s, 5),
@@ -370,6 +375,7 @@ int store_sandbox_load_all(void (*fn)(const struct store_sandbox *s, void *arg),
 			l->view.metadata = l->metadata;
 			l->view.env_vars = l->env_vars;
 			l->view.layers_tpl = l->layers_tpl ? l->layers_tpl : "";
+			l->view.disk = l->disk ? l->disk : "";
 			fn(&l->view, arg);
 		}
 		loaded_sandbox_free(l);

@@ -19,6 +19,7 @@ struct store_sandbox {
 	int auto_pause, auto_resume;   /* lifecycle: pause at timeout; resume on data-plane traffic */
 	int timeout_s;                 /* the create-time TTL, granted again by an auto-resume */
 	const char *layers_tpl;        /* the template whose layers it runs on ("" = template_id; rollback) */
+	const char *disk;              /* JSON of its pause-to-disk state ("" or NULL = none; daemon/sandboxes.c) */
 };
 
 int store_open(const char *path, cube_err *err);

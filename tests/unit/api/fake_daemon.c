@@ -352,3 +352,18 @@ void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb c
 	cube_fail(&err, 404, 0, "snapshot '%s' not found", snapshot_ref);
 	cb(NULL, &err, arg);
 }
+
+void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	cube_fail(&err, 409, 0, "sandbox %s: no pause to disk in the route tests", sb->id);
+	cb(NULL, &err, arg);
+}
+
+void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg)
+{
+	(void)timeout_s;
+	cube_err err = {0};
+	cube_fail(&err, 409, 0, "sandbox %s: no pause to disk in the route tests", sb->id);
+	cb(NULL, &err, arg);
+}

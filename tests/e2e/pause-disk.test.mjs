@@ -1,0 +1,103 @@
+// Pause to disk with the unmodified SDK (sbx.pause({keepMemory: false}), then connect): the files are
+// saved durably and the processes end; connect boots the sandbox again with every file intact, the same
+// id and token, and the template's start command re-run. Five cycles; kill -9 of cubed while paused to
+// disk (with the sandbox's processes long gone), restart, connect works; kill removes the saved layers.
+
+import assert from 'node:assert/strict';
+import { after } from 'node:test';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { useCubed, forEachSdk, ctest, loadSdk, api, templatesDir, hostPids, waitFor } from './harness.mjs';
+
+const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-pausedisk-tpl-'));
+fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
+// base's files plus a start command, to see it run again on each boot (/tmp is fresh each boot).
+fs.mkdirSync(path.join(tplDir, 'pdstart'));
+fs.writeFileSync(path.join(tplDir, 'pdstart', 'template.json'), JSON.stringify({
+  name: 'pdstart', cpuCount: 1, memoryMB: 256, diskSizeMB: 256, envs: {}, layers: ['template/base'],
+  startCmd: 'cat /proc/sys/kernel/random/uuid > /tmp/boot-id; exec sleep infinity',
+}));
+const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
+after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
+
+const SUM = 'cd / && find home/user opt/pd -type f 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum; ' +
+  'test -e /etc/motd && echo motd || echo no-motd';
+const sums = async (sbx) => (await sbx.commands.run(SUM, { user: 'root' })).stdout;
+const diskDir = (id) => path.join(c.stateDir, 'disk', id);
+
+forEachSdk(c, 'five pause-to-disk → connect cycles keep every file; processes end; start command re-runs', { timeout: 180_000 }, async ({ create, Sandbox }) => {
+  const sbx = await create('pdstart', { timeoutMs: 120_000, envs: { PD: 'env kept' } });
+  await sbx.commands.run('mkdir -p /opt/pd && echo one > /opt/pd/f && rm -f /etc/motd', { user: 'root' });
+  let boot = (await sbx.commands.run('cat /tmp/boot-id')).stdout;
+  for (let i = 1; i <= 5; i++) {
+    // Each cycle changes, adds and deletes something, so every saved layer matters.
+    const blob = crypto.randomBytes((1 << 20) + i);
+    await sbx.files.write(`/home/user/blob${i}.bin`, blob.buffer.slice(blob.byteOffset, blob.byteOffset + blob.length));
+    await sbx.commands.run(`echo ${i} >> /opt/pd/f && rm -f /home/user/blob${i - 1}.bin`, { user: 'root' });
+    const before = await sums(sbx);
+    const bg = await sbx.commands.run('sleep 600', { background: true, timeoutMs: 0 });
+
+    assert.equal(await sbx.pause({ keepMemory: false }), true, `cycle ${i}: pause`);
+    const info = await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts);
+    assert.equal(info.state, 'paused');
+    assert.ok(fs.readdirSync(diskDir(sbx.sandboxId)).length >= 1, 'saved layer on disk');
+    assert.equal(await sbx.pause({ keepMemory: false }), false, 'already paused → false');
+
+    await sbx.connect();
+    assert.equal(await sums(sbx), before, `cycle ${i}: files differ after connect`);
+    assert.equal((await sbx.commands.run('echo $PD')).stdout, 'env kept\n');
+    assert.ok(!(await sbx.commands.list()).some((p) => p.pid === bg.pid), 'processes end with a pause to disk');
+    const b2 = (await sbx.commands.run('cat /tmp/boot-id')).stdout;
+    assert.match(b2, /^[0-9a-f-]{36}\n$/);
+    assert.notEqual(b2, boot, `cycle ${i}: the start command ran again`);
+    boot = b2;
+  }
+  assert.equal((await sbx.commands.run('cat /opt/pd/f')).stdout, 'one\n1\n2\n3\n4\n5\n');
+  // Rollback and snapshots refuse what they cannot do yet; kill removes the saved layers.
+  const snap = await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/snapshots`, { body: {} });
+  assert.equal(snap.status, 409);
+  await sbx.kill();
+  assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)), 'saved layers removed with the sandbox');
+});
+
+ctest(c, 'paused to disk survives kill -9 of cubed; connect after the restart; errors', { timeout: 120_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 120_000, metadata: { k: 'v' } });
+  const data = crypto.randomBytes(3 << 20);
+  await sbx.files.write('/home/user/keep.bin', data.buffer.slice(data.byteOffset, data.byteOffset + data.length));
+  const before = await sums(sbx);
+  const marker = `sleep ${900000 + Math.floor(Math.random() * 99999)}`;
+  await sbx.commands.run(marker, { background: true, timeoutMs: 0 });
+  const running = () => hostPids().some((p) => {
+    try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(marker); } catch { return false; }
+  });
+  assert.ok(await waitFor(() => running(), 10_000), 'the host sees the marker process');
+  assert.equal(await sbx.pause({ keepMemory: false }), true);
+  assert.ok(!running(), 'its processes are gone once the pause to disk is answered');
+  assert.equal((await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/resume`, { body: {} })).status, 409);
+  assert.equal((await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/rollback`, { body: { snapshotID: 'x' } })).status, 404);
+
+  await c.kill9();
+  await c.restart();
+  const listed = await api(c, 'GET', '/v2/sandboxes?state=paused');
+  assert.ok(listed.json.some((s) => s.sandboxID === sbx.sandboxId), 'listed as paused after the restart');
+  const info = await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts);
+  assert.equal(info.state, 'paused');
+  assert.deepEqual(info.metadata, { k: 'v' });
+  const again = await Sandbox.connect(sbx.sandboxId, c.sdkOpts);
+  assert.equal(await sums(again), before);
+  assert.equal(await sums(sbx), before, 'the old client object (same token) works too');
+  // A second restart adopts it running, on its saved layer.
+  await c.kill9();
+  await c.restart();
+  assert.equal((await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'running');
+  assert.equal(await sums(sbx), before);
+  // Pause to disk of a sandbox paused in memory: already paused.
+  assert.equal(await sbx.pause(), true);
+  assert.equal(await sbx.pause({ keepMemory: false }), false);
+  await sbx.kill();
+  assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)));
+  assert.equal((await api(c, 'POST', '/sandboxes/inosuch/pause', { body: { memory: false } })).status, 404);
+});
