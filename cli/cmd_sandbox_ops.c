@@ -18,7 +18,8 @@ struct op {
 };
 
 static const struct op ops[] = {
-	{"pause", "paused", "ID...", "freeze every process of the sandboxes (memory and files kept, no CPU)",
+	{"pause", "paused", "ID... [--to-disk]",
+	 "freeze every process (memory and files kept, no CPU); --to-disk: save the files, end the processes",
 	 "/sandboxes/%s/pause", NULL, 0},
 	{"resume", "resumed", "ID... [--timeout SECONDS]",
 	 "resume paused sandboxes (a running one only gets its timeout extended); timeout default 300",
@@ -155,9 +156,10 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"json", no_argument, 0, 'j'}, {"timeout", required_argument, 0, 't'},
-		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"to-disk", no_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	struct cli_ctx ctx = *ctx_in;
+	int to_disk = 0;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? CLI_UNREACHABLE : CLI_OK;
@@ -193,6 +195,13 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 			}
 			break;
 		}
+		case 'd':
+			if (strcmp(op->name, "pause") != 0) {
+				cli_err("sandbox %s: --to-disk is an option of pause", op->name);
+				return CLI_UNREACHABLE;
+			}
+			to_disk = 1;
+			break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_UNREACHABLE;
 		}
@@ -204,5 +213,7 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 	char body[64] = "{}";
 	if (timeout >= 0)
 		snprintf(body, sizeof body, "{\"timeout\":%ld}", timeout);
+	if (to_disk)
+		snprintf(body, sizeof body, "{\"memory\":false}");
 	return cli_each_id(&ctx, "POST", op->path, body, argv + optind, argc - optind, op->done, op->done_on_200);
 }

@@ -2,6 +2,7 @@
 // saved durably and the processes end; connect boots the sandbox again with every file intact, the same
 // id and token, and the template's start command re-run. Five cycles; kill -9 of cubed while paused to
 // disk (with the sandbox's processes long gone), restart, connect works; kill removes the saved layers.
+// The CLI: sandbox pause --to-disk, resume.
 
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
@@ -9,7 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, templatesDir, hostPids, waitFor } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, templatesDir, hostPids, waitFor, run, bin } from './harness.mjs';
 
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-pausedisk-tpl-'));
 fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
@@ -100,4 +101,25 @@ ctest(c, 'paused to disk survives kill -9 of cubed; connect after the restart; e
   await sbx.kill();
   assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)));
   assert.equal((await api(c, 'POST', '/sandboxes/inosuch/pause', { body: { memory: false } })).status, 404);
+});
+
+ctest(c, 'cubemastercli sandbox pause --to-disk, resume', { timeout: 60_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const cli = (...args) => run(bin.cli, ['--socket', c.socket, ...args]);
+  const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 60_000 });
+  await sbx.files.write('/home/user/cli.txt', 'kept on disk');
+  let r = await cli('sandbox', 'pause', sbx.sandboxId, '--to-disk');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `${sbx.sandboxId} paused\n`);
+  assert.ok(fs.existsSync(diskDir(sbx.sandboxId)));
+  r = await cli('sandbox', 'pause', sbx.sandboxId, '--to-disk');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /409: .*already paused/);
+  r = await cli('sandbox', 'resume', sbx.sandboxId, '--to-disk');
+  assert.notEqual(r.code, 0, 'resume has no --to-disk');
+  r = await cli('sandbox', 'resume', sbx.sandboxId);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `${sbx.sandboxId} resumed\n`);
+  assert.equal(await sbx.files.read('/home/user/cli.txt'), 'kept on disk');
+  await sbx.kill();
 });
