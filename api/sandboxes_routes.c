@@ -93,6 +93,8 @@ void api_create_v2(http_req *req, const char *id)
 	api_with_body(req, id, create_v2_body);
 }
 
+_Static_assert(API_AUTO_PAUSE_DISK == SBX_PAUSE_TO_DISK, "one value for autoPauseMemory: false");
+
 /* ---- get, kill ---- */
 
 void api_get_sandbox(http_req *req, const char *id)

@@ -126,8 +126,7 @@ static int parse_lifecycle(json_t *root, struct api_create_body *out, cube_err *
 			return cube_fail(err, 400, 0, "autoPauseMemory: false needs autoPause: true");
 		if (out->auto_resume)
 			return cube_fail(err, 400, 0, "autoPauseMemory: false cannot be combined with autoResume");
-		return cube_fail(err, 400, 0, "autoPauseMemory: false (pause to disk) is not supported by this "
-				 "server; pauses keep memory");
+		out->auto_pause = API_AUTO_PAUSE_DISK;
 	}
 	return 0;
 }

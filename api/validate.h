@@ -18,6 +18,8 @@
 #define API_REFRESH_MAX_S 3600
 
 /* NewSandbox (v1) / NewSandboxV2 (v2). */
+#define API_AUTO_PAUSE_DISK 2 /* == SBX_PAUSE_TO_DISK (daemon/sandboxes.h) */
+
 struct api_create_body {
 	char *template_id;
 	json_t *metadata;   /* object string->string, never NULL after success */
@@ -25,7 +27,8 @@ struct api_create_body {
 	int timeout_s;
 	int secure;
 	struct net_policy *network; /* allow_internet_access + network, never NULL after success */
-	int auto_pause;     /* autoPause or lifecycle.onTimeout "pause" */
+	int auto_pause;     /* autoPause or lifecycle.onTimeout "pause": 1, or API_AUTO_PAUSE_DISK with
+	                     * autoPauseMemory: false */
 	int auto_resume;    /* autoResume.enabled or lifecycle.autoResume */
 };
 

@@ -383,15 +383,39 @@ static void watch_exit(struct sandbox *sb)
 	sb->exit_watch = p;
 }
 
+/* A pause to disk at timeout ended: if it failed, the sandbox is killed as without autoPause. */
+static void on_timeout_disk_pause(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	char *id = arg;
+	if (!sb) {
+		struct sandbox *s = sbx_find(id);
+		log_warn("sandbox %s: pause to disk at timeout failed (%s); killing it", id, err->msg);
+		if (s && s->state == SBX_RUNNING && !s->snapshotting)
+			retire(s, "killed: timeout reached");
+	}
+	free(id);
+}
+
 static void on_expiry_tick(uv_timer_t *t)
 {
 	(void)t;
 	long long now = cube_now_ms();
 	for (size_t i = 0; i < S.n;) {
 		struct sandbox *sb = S.items[i];
+		if (sb->state == SBX_RUNNING && sb->end_ms <= now && sb->snapshotting) {
+			i++; /* frozen for a copy: decided when it is thawed */
+			continue;
+		}
 		if (sb->state == SBX_RUNNING && sb->end_ms <= now) {
 			cube_err err = {0};
 			log_info("sandbox %s reached its timeout", sb->id);
+			if (sb->auto_pause == SBX_PAUSE_TO_DISK) {
+				char *id = strdup(sb->id);
+				i++; /* a synchronous failure may retire it: seen again on the next tick at worst */
+				if (id)
+					sbx_pause_to_disk(sb, on_timeout_disk_pause, id);
+				continue;
+			}
 			if (sb->auto_pause && sbx_pause(sb, &err) == 0) {
 				i++;
 				continue;

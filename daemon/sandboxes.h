@@ -14,6 +14,7 @@
 struct tpl;
 
 #define SBX_CLIENT_ID "6532622b"
+#define SBX_PAUSE_TO_DISK 2    /* auto_pause value: at timeout, pause to disk (autoPauseMemory: false) */
 #define SBX_ENVD_PORT 49983
 
 /* PAUSED: every process frozen (cgroup freezer), memory and files kept; no CPU, no expiry.
@@ -33,7 +34,7 @@ struct sandbox {
 	long long started_ms, end_ms;
 	unsigned cpu_count, memory_mb, disk_mb;
 	enum sbx_state state;
-	int auto_pause;            /* at timeout: pause instead of kill */
+	int auto_pause;            /* at timeout: pause instead of kill (SBX_PAUSE_TO_DISK: to disk) */
 	int auto_resume;           /* data-plane traffic resumes a paused sandbox */
 	int timeout_s;             /* the create-time TTL; an auto-resume grants it again */
 	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c) or a pause to disk: no
@@ -56,7 +57,7 @@ struct sbx_create_req {
 	int timeout_s;             /* time to live from now */
 	int secure;                /* issue an envd access token */
 	const struct net_policy *network; /* egress policy (copied); NULL = the default */
-	int auto_pause, auto_resume;
+	int auto_pause, auto_resume; /* auto_pause as in struct sandbox */
 };
 
 typedef void (*sbx_create_cb)(struct sandbox *sb, const cube_err *err, void *arg);

@@ -248,7 +248,7 @@ int store_sandbox_put(const struct store_sandbox *sb, cube_err *err)
 	sqlite3_bind_int64(s, 11, sb->pid);
 	sqlite3_bind_int64(s, 12, (sqlite3_int64)sb->start_time);
 	sqlite3_bind_int(s, 13, sb->paused != 0);
-	sqlite3_bind_int(s, 14, sb->auto_pause != 0);
+	sqlite3_bind_int(s, 14, sb->auto_pause); /* 2: to disk */
 	sqlite3_bind_int(s, 15, sb->auto_resume != 0);
 	sqlite3_bind_int64(s, 16, sb->timeout_s);
 	bind_text(s, 17, sb->layers_tpl ? sb->layers_tpl : "");

@@ -16,7 +16,7 @@ struct store_sandbox {
 	int pid;
 	unsigned long long start_time; /* /proc/<pid>/stat starttime, proves identity */
 	int paused;                    /* frozen by a pause; survives restarts of cubed */
-	int auto_pause, auto_resume;   /* lifecycle: pause at timeout; resume on data-plane traffic */
+	int auto_pause, auto_resume;   /* lifecycle: pause at timeout (2: to disk); resume on data-plane traffic */
 	int timeout_s;                 /* the create-time TTL, granted again by an auto-resume */
 	const char *layers_tpl;        /* the template whose layers it runs on ("" = template_id; rollback) */
 	const char *disk;              /* JSON of its pause-to-disk state ("" or NULL = none; daemon/sandboxes.c) */

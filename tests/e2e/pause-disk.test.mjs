@@ -123,3 +123,20 @@ ctest(c, 'cubemastercli sandbox pause --to-disk, resume', { timeout: 60_000 }, a
   assert.equal(await sbx.files.read('/home/user/cli.txt'), 'kept on disk');
   await sbx.kill();
 });
+
+forEachSdk(c, 'lifecycle onTimeout {action: pause, keepMemory: false} pauses to disk at timeout; connect brings it back', { timeout: 60_000 }, async ({ create, Sandbox }) => {
+  const sbx = await create({ timeoutMs: 3_000, lifecycle: { onTimeout: { action: 'pause', keepMemory: false } } });
+  await sbx.files.write('/home/user/auto.txt', 'saved at timeout');
+  const d = await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`);
+  assert.equal(d.json.lifecycle.onTimeout, 'pause');
+  assert.ok(await waitFor(async () => (await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state === 'paused', 20_000),
+    'paused at timeout');
+  assert.ok(await waitFor(() => fs.existsSync(diskDir(sbx.sandboxId)) && fs.readdirSync(diskDir(sbx.sandboxId))
+    .some((n) => !n.startsWith('.')), 5_000), 'saved to disk');
+  assert.equal((await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/resume`, { body: {} })).status, 409);
+  await sbx.connect({ timeoutMs: 30_000 });
+  assert.equal(await sbx.files.read('/home/user/auto.txt'), 'saved at timeout');
+  await sbx.kill();
+  // autoPauseMemory: false needs autoPause and excludes autoResume (400), as in E2B.
+  assert.equal((await api(c, 'POST', '/sandboxes', { body: { templateID: 'base', autoPauseMemory: false } })).status, 400);
+});

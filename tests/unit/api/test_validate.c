@@ -215,6 +215,10 @@ static void test_lifecycle_and_pause(void **state)
 	assert_int_equal(b.auto_pause, 1);
 	assert_int_equal(b.auto_resume, 0);
 	api_create_body_free(&b);
+	const char *disk = "{\"templateID\":\"base\",\"autoPause\":true,\"autoPauseMemory\":false}";
+	assert_int_equal(api_parse_create(disk, strlen(disk), 1, MAX_T, &b, &err), 0);
+	assert_int_equal(b.auto_pause, API_AUTO_PAUSE_DISK);
+	api_create_body_free(&b);
 	const char *plain = "{\"templateID\":\"base\"}";
 	assert_int_equal(api_parse_create(plain, strlen(plain), 1, MAX_T, &b, &err), 0);
 	assert_int_equal(b.auto_pause + b.auto_resume, 0);
