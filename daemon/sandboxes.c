@@ -1038,9 +1038,51 @@ void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
 	uv_queue_work(S.cfg.loop, &dw->work, disk_copy_in_worker, disk_copy_done);
 }
 
+/* A connect that arrives while a pause to disk is still ending the processes waits for it. */
+struct resume_wait {
+	uv_timer_t timer;
+	char id[32];
+	int timeout_s, tries;
+	sbx_create_cb cb;
+	void *arg;
+};
+
+static void resume_wait_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void resume_wait_tick(uv_timer_t *t)
+{
+	struct resume_wait *rw = t->data;
+	struct sandbox *sb = sbx_find(rw->id);
+	if (sb && sb->on_disk && sb->snapshotting && ++rw->tries < 1000)
+		return; /* still ending its processes (each tick 10 ms) */
+	uv_timer_stop(t);
+	if (sb) {
+		sbx_resume_from_disk(sb, rw->timeout_s, rw->cb, rw->arg);
+	} else {
+		cube_err err = {0};
+		cube_fail(&err, 404, 0, "sandbox %s was killed", rw->id);
+		rw->cb(NULL, &err, rw->arg);
+	}
+	uv_close((uv_handle_t *)t, resume_wait_closed);
+}
+
 void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
+	struct resume_wait *rw = sb->on_disk && sb->snapshotting ? calloc(1, sizeof *rw) : NULL;
+	if (rw) {
+		snprintf(rw->id, sizeof rw->id, "%s", sb->id);
+		rw->timeout_s = timeout_s;
+		rw->cb = cb;
+		rw->arg = arg;
+		uv_timer_init(S.cfg.loop, &rw->timer);
+		rw->timer.data = rw;
+		uv_timer_start(&rw->timer, resume_wait_tick, 10, 10);
+		return;
+	}
 	const struct tpl *t = tpl_find(sbx_layers_template(sb));
 	struct net_policy policy;
 	json_t *pol = json_object_get(sb->disk, "policy");
@@ -1065,6 +1107,19 @@ void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, v
 	sbx_log(sb, "info", "sandbox booting from disk");
 	start(sb, t, &policy, NULL, 2, cb, arg);
 	net_policy_free(&policy);
+}
+
+size_t sbx_disk_layers(const struct sandbox *sb, char **out, size_t max)
+{
+	char dir[PATH_MAX];
+	disk_dir(sb->id, dir, sizeof dir);
+	size_t n = 0, i;
+	json_t *v;
+	json_array_foreach(sb->disk ? json_object_get(sb->disk, "layers") : NULL, i, v) {
+		if (n < max && asprintf(&out[n], "%s/%s", dir, json_string_value(v)) > 0)
+			n++;
+	}
+	return n;
 }
 
 /* At start-up: remove saved layers no stored sandbox names (a crash between copy and persist). */

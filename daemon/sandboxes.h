@@ -96,6 +96,9 @@ int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err);
  * it is gone (removed like a killed one). Errors before anything changes: 409 (not running/paused, a
  * snapshot in progress). A crash of cubed meanwhile leaves the old sandbox or none (docs/lifecycle.md). */
 void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void *arg);
+/* Host dirs (malloc'd, each with a rootfs/) of the layers pauses to disk saved for sb, newest first;
+ * returns how many (at most max). */
+size_t sbx_disk_layers(const struct sandbox *sb, char **out, size_t max);
 /* The template whose layers the sandbox runs on (template_id unless rolled back). */
 const char *sbx_layers_template(const struct sandbox *sb);
 /* end = now + seconds (may shorten); extend_only keeps the later of the two (connect). */

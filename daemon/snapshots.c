@@ -141,12 +141,22 @@ struct snap_work {
 	uv_work_t work;
 	char sandbox_id[32], snap_id[32], name[128], template_id[128];
 	char upper[PATH_MAX], scratch[PATH_MAX + 64];
+	int no_upper;                    /* paused to disk: no writable layer, only the saved ones */
+	char *disk[RT_MAX_LAYERS];       /* layers saved by pauses to disk (dirs), newest first */
+	size_t n_disk;
 	snap_cb cb;
 	void *arg;
 	cube_err err;
 	int rc;
 	long long t0;
 };
+
+static void snap_work_free(struct snap_work *sw)
+{
+	for (size_t k = 0; k < sw->n_disk; k++)
+		free(sw->disk[k]);
+	free(sw);
+}
 
 int snap_copy_layer(const char *upper, const char *scratch, cube_err *err)
 {
@@ -175,13 +185,41 @@ int snap_copy_layer(const char *upper, const char *scratch, cube_err *err)
 	return rc;
 }
 
+/* Scratch dir of layer k: 0 is the writable layer, 1.. the saved ones (all "<layers>/.copy-snap-*"). */
+static void scratch_of(const struct snap_work *sw, size_t k, char *out, size_t n)
+{
+	if (k == 0)
+		snprintf(out, n, "%s", sw->scratch);
+	else
+		snprintf(out, n, "%s-d%zu", sw->scratch, k);
+}
+
+static void remove_scratches(const struct snap_work *sw)
+{
+	char p[PATH_MAX + 96];
+	for (size_t k = 0; k <= sw->n_disk; k++) {
+		scratch_of(sw, k, p, sizeof p);
+		layer_store_remove_tree(p);
+	}
+}
+
 static void copy_in_worker(uv_work_t *w)
 {
 	struct snap_work *sw = (struct snap_work *)w;
-	sw->rc = snap_copy_layer(sw->upper, sw->scratch, &sw->err);
+	sw->rc = sw->no_upper ? 0 : snap_copy_layer(sw->upper, sw->scratch, &sw->err);
 	if (sw->rc < 0 && sw->err.status == 409)
 		cube_fail(&sw->err, 409, 0, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
+	/* The layers pauses to disk saved are copied too: the snapshot must not depend on the sandbox. */
+	for (size_t k = 0; sw->rc == 0 && k < sw->n_disk; k++) {
+		char src[PATH_MAX + 16], dst[PATH_MAX + 96];
+		snprintf(src, sizeof src, "%s/rootfs", sw->disk[k]);
+		scratch_of(sw, k + 1, dst, sizeof dst);
+		sw->rc = snap_copy_layer(src, dst, &sw->err);
+	}
+	if (sw->rc < 0)
+		remove_scratches(sw);
 }
+
 
 static int fsync_dir(const char *path)
 {
@@ -202,8 +240,20 @@ static void sha256_hex(const char *s, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* The snapshot's template.json: the parent's, with the new layer on top of the parent's layers. */
-static json_t *template_doc(const struct snap_work *sw, const char *hex, cube_err *err)
+/* Layer k's name in the store: derived from the snapshot id, so a retry never collides. */
+static void layer_hex(const struct snap_work *sw, size_t k, char out[65])
+{
+	char key[64];
+	if (k == 0)
+		snprintf(key, sizeof key, "%s", sw->snap_id);
+	else
+		snprintf(key, sizeof key, "%s-d%zu", sw->snap_id, k);
+	sha256_hex(key, out);
+}
+
+/* The snapshot's template.json: the parent's, with the new layers (the writable layer's copy, then copies
+ * of the layers pauses to disk saved) on top of the parent's layers. */
+static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 {
 	const struct tpl *parent = tpl_find(sw->template_id);
 	if (!parent) {
@@ -219,7 +269,11 @@ static json_t *template_doc(const struct snap_work *sw, const char *hex, cube_er
 		return NULL;
 	}
 	json_t *layers = json_array();
-	json_array_append_new(layers, json_sprintf("sha256/%s", hex));
+	for (size_t k = sw->no_upper ? 1 : 0; k <= sw->n_disk; k++) {
+		char h[65];
+		layer_hex(sw, k, h);
+		json_array_append_new(layers, json_sprintf("sha256/%s", h));
+	}
 	json_t *pl = json_object_get(doc, "layers");
 	if (json_is_array(pl) && json_array_size(pl))
 		json_array_extend(layers, pl);
@@ -233,22 +287,41 @@ static json_t *template_doc(const struct snap_work *sw, const char *hex, cube_er
 	return doc;
 }
 
+static void unpublish(const struct snap_work *sw, const char *shadir)
+{
+	for (size_t k = 0; k <= sw->n_disk; k++) {
+		char h[65], p[PATH_MAX + 96];
+		layer_hex(sw, k, h);
+		snprintf(p, sizeof p, "%s/%s", shadir, h);
+		layer_store_remove_tree(p);
+	}
+}
+
 static int publish(struct snap_work *sw, cube_err *err)
 {
-	char hex[65], shadir[PATH_MAX + 16], layer[PATH_MAX + 96];
-	sha256_hex(sw->snap_id, hex);
+	char shadir[PATH_MAX + 16];
 	const char *layers_dir = tjobs_layers_dir(), *tdir = tjobs_templates_dir();
 	snprintf(shadir, sizeof shadir, "%s/sha256", layers_dir);
-	snprintf(layer, sizeof layer, "%s/%s", shadir, hex);
 	/* Checked again here, serialized with every other publish: two snapshots raced for one name. */
 	if (sw->name[0] && tpl_find(sw->name))
 		return cube_fail(err, 409, 0, "the name '%s' is already used by a template or snapshot", sw->name);
-	json_t *doc = template_doc(sw, hex, err);
+	json_t *doc = template_doc(sw, err);
 	if (!doc)
 		return -1;
-	if ((cube_mkdir_p(shadir, 0755) < 0 || rename(sw->scratch, layer) < 0 || fsync_dir(shadir) < 0)) {
+	size_t published = sw->no_upper ? 1 : 0;
+	int lrc = cube_mkdir_p(shadir, 0755);
+	for (; lrc == 0 && published <= sw->n_disk; published++) {
+		char h[65], from[PATH_MAX + 96], to[PATH_MAX + 96];
+		layer_hex(sw, published, h);
+		scratch_of(sw, published, from, sizeof from);
+		snprintf(to, sizeof to, "%s/%s", shadir, h);
+		lrc = rename(from, to);
+	}
+	if (lrc < 0 || fsync_dir(shadir) < 0) {
+		cube_fail(err, 500, errno, "publish layers of %s", sw->snap_id);
+		unpublish(sw, shadir);
 		json_decref(doc);
-		return cube_fail(err, 500, errno, "publish layer %s", layer);
+		return -1;
 	}
 	char tmp[PATH_MAX + 64], dir[PATH_MAX + 64], file[PATH_MAX + 96];
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", tdir, sw->snap_id);
@@ -268,7 +341,7 @@ static int publish(struct snap_work *sw, cube_err *err)
 	json_decref(doc);
 	if (rc < 0) {
 		layer_store_remove_tree(tmp);
-		layer_store_remove_tree(layer);
+		unpublish(sw, shadir);
 		return -1;
 	}
 	if (tjobs_reload(err) < 0)
@@ -291,7 +364,7 @@ static void copy_done(uv_work_t *w, int status)
 	if (sw->rc == 0 && publish(sw, &sw->err) < 0)
 		sw->rc = -1;
 	if (sw->rc < 0) {
-		layer_store_remove_tree(sw->scratch);
+		remove_scratches(sw);
 		log_warn("snapshot of %s failed: %s", sw->sandbox_id, sw->err.msg);
 		sw->cb(NULL, &sw->err, sw->arg);
 	} else {
@@ -300,7 +373,7 @@ static void copy_done(uv_work_t *w, int status)
 		json_t *names = sw->name[0] ? json_pack("[s]", sw->name) : json_array();
 		sw->cb(json_pack("{s:s,s:o}", "snapshotID", sw->snap_id, "names", names), NULL, sw->arg);
 	}
-	free(sw);
+	snap_work_free(sw);
 }
 
 static bool valid_name(const char *s)
@@ -320,11 +393,6 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	cube_err err = {0};
 	if (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) {
 		cube_fail(&err, 409, 0, "sandbox %s is %s", sb->id, sb->state == SBX_STARTING ? "still starting" : "going away");
-		cb(NULL, &err, arg);
-		return;
-	}
-	if (sb->disk) { /* its files are spread over saved layers a snapshot template cannot name yet */
-		cube_fail(&err, 409, 0, "sandbox %s was paused to disk; snapshots of it are not supported", sb->id);
 		cb(NULL, &err, arg);
 		return;
 	}
@@ -355,8 +423,10 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	memcpy(sw->snap_id, "snap", 4);
 	cube_random_alnum(sw->snap_id + 4, 16);
 	snprintf(sw->scratch, sizeof sw->scratch, "%s/.copy-snap-%s", tjobs_layers_dir(), sw->snap_id);
+	sw->no_upper = sb->on_disk;
+	sw->n_disk = sbx_disk_layers(sb, sw->disk, RT_MAX_LAYERS - 1);
 	if (rt_layer_upper(sb->id, sw->upper, sizeof sw->upper) < 0) {
-		free(sw);
+		snap_work_free(sw);
 		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
 		cb(NULL, &err, arg);
 		return;
@@ -366,7 +436,7 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	sw->t0 = cube_mono_ms();
 	/* A consistent copy: nothing in the sandbox writes while it is taken (a paused one stays paused). */
 	if (sb->state == SBX_RUNNING && rt_freeze(sb->id, &sb->rt, &err) < 0) {
-		free(sw);
+		snap_work_free(sw);
 		cb(NULL, &err, arg);
 		return;
 	}

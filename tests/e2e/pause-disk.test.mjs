@@ -1,7 +1,8 @@
 // Pause to disk with the unmodified SDK (sbx.pause({keepMemory: false}), then connect): the files are
 // saved durably and the processes end; connect boots the sandbox again with every file intact, the same
 // id and token, and the template's start command re-run. Five cycles; kill -9 of cubed while paused to
-// disk (with the sandbox's processes long gone), restart, connect works; kill removes the saved layers.
+// disk (with the sandbox's processes long gone), restart, connect works; kill removes the saved layers;
+// snapshots include the saved layers, a rollback replaces them.
 // The CLI: sandbox pause --to-disk, resume.
 
 import assert from 'node:assert/strict';
@@ -56,10 +57,28 @@ forEachSdk(c, 'five pause-to-disk → connect cycles keep every file; processes 
     boot = b2;
   }
   assert.equal((await sbx.commands.run('cat /opt/pd/f')).stdout, 'one\n1\n2\n3\n4\n5\n');
-  // Rollback and snapshots refuse what they cannot do yet; kill removes the saved layers.
-  const snap = await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/snapshots`, { body: {} });
-  assert.equal(snap.status, 409);
+  // A snapshot includes the saved layers: a sandbox from it has the same files; a rollback to it works.
+  const final = await sums(sbx);
+  const snap = await sbx.createSnapshot();
+  const kid = await create(snap.snapshotId);
+  assert.equal(await sums(kid), final);
+  await kid.kill();
+  await sbx.files.write('/home/user/after-snap.txt', 'x');
+  assert.equal((await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/rollback`, { body: { snapshotID: snap.snapshotId } })).status, 200);
+  assert.equal(await sums(sbx), final);
+  assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)), 'a rollback replaces the saved layers');
+  // Snapshot of a sandbox while it is paused to disk: only the saved layers.
+  await sbx.files.write('/home/user/while-paused.txt', 'on disk');
+  const withFile = await sums(sbx);
+  assert.equal(await sbx.pause({ keepMemory: false }), true);
+  const snap2 = await Sandbox.createSnapshot(sbx.sandboxId, c.sdkOpts);
+  assert.equal((await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'paused');
+  const kid2 = await create(snap2.snapshotId);
+  assert.equal(await sums(kid2), withFile);
+  await kid2.kill();
   await sbx.kill();
+  assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+  assert.equal(await Sandbox.deleteSnapshot(snap2.snapshotId, c.sdkOpts), true);
   assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)), 'saved layers removed with the sandbox');
 });
 
