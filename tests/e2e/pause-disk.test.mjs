@@ -2,7 +2,8 @@
 // saved durably and the processes end; connect boots the sandbox again with every file intact, the same
 // id and token, and the template's start command re-run. Five cycles; kill -9 of cubed while paused to
 // disk (with the sandbox's processes long gone), restart, connect works; kill removes the saved layers;
-// snapshots include the saved layers, a rollback replaces them.
+// snapshots include the saved layers, a rollback replaces them; kill -9 of cubed in the middle of a pause
+// to disk leaves the running or the paused sandbox, never a half copy, and the pause can be retried.
 // The CLI: sandbox pause --to-disk, resume.
 
 import assert from 'node:assert/strict';
@@ -158,4 +159,33 @@ forEachSdk(c, 'lifecycle onTimeout {action: pause, keepMemory: false} pauses to 
   await sbx.kill();
   // autoPauseMemory: false needs autoPause and excludes autoResume (400), as in E2B.
   assert.equal((await api(c, 'POST', '/sandboxes', { body: { templateID: 'base', autoPauseMemory: false } })).status, 400);
+});
+
+ctest(c, 'kill -9 of cubed in the middle of a pause to disk: old or new state, no half copy, retry works', { timeout: 180_000 }, async (t) => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  for (const delayMs of [5, 40, 150]) {
+    const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 120_000 });
+    await sbx.commands.run('head -c 64M /dev/urandom > /home/user/big.bin');
+    const before = await sums(sbx);
+    const pending = api(c, 'POST', `/sandboxes/${sbx.sandboxId}/pause`, { body: { memory: false } }).catch(() => null);
+    await new Promise((res) => setTimeout(res, delayMs));
+    await c.kill9();
+    await pending;
+    await c.restart();
+    const info = await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`);
+    assert.equal(info.status, 200, 'the sandbox survives either way');
+    assert.ok(['running', 'paused'].includes(info.json.state), info.json.state);
+    t.diagnostic(`kill -9 after ${delayMs} ms: ${info.json.state}`);
+    // No scratch copy is left; what is on disk is exactly what the database names.
+    const left = fs.existsSync(diskDir(sbx.sandboxId)) ? fs.readdirSync(diskDir(sbx.sandboxId)) : [];
+    assert.ok(!left.some((n) => n.startsWith('.')), `scratch left: ${left}`);
+    assert.equal(left.length, info.json.state === 'paused' ? 1 : 0);
+    if (info.json.state === 'paused') await sbx.connect();
+    assert.equal(await sums(sbx), before);
+    // The operation can be retried.
+    assert.equal(await sbx.pause({ keepMemory: false }), true);
+    await sbx.connect();
+    assert.equal(await sums(sbx), before);
+    await sbx.kill();
+  }
 });
