@@ -878,9 +878,9 @@ const char *sbx_layers_template(const struct sandbox *sb)
 void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
-	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting || sb->on_disk) {
+	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting) {
 		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id,
-			  sb->on_disk ? "paused to disk; connect it first" :
+			  sb->on_disk ? "being paused to disk" :
 			  sb->snapshotting ? "being snapshotted" : sb->state == SBX_RESTARTING ? "already restarting" :
 			  sb->state == SBX_STARTING ? "still starting" : "going away");
 		cb(NULL, &err, arg);
@@ -889,7 +889,21 @@ void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void
 	/* The store keeps the old row (old pid) until the new runtime is up: a crash in between finds that
 	 * pid dead or its network gone, and reclaims the sandbox as killed; never a half one. */
 	struct net_policy policy;
-	net_policy_copy(&policy, net_sandbox_policy(sb->net));
+	if (sb->on_disk) { /* no network, no admission slot: the saved policy, a slot again */
+		json_t *pol = json_object_get(sb->disk, "policy");
+		if (adm_acquire(sb->memory_mb, &err) < 0) {
+			cb(NULL, &err, arg);
+			return;
+		}
+		if (net_policy_parse(json_object_get(pol, "allow_internet_access"), pol, &policy, &err) < 0) {
+			adm_release(sb->memory_mb);
+			cube_wrap(&err, "saved egress policy of %s", sb->id);
+			cb(NULL, &err, arg);
+			return;
+		}
+	} else {
+		net_policy_copy(&policy, net_sandbox_policy(sb->net));
+	}
 	if (sb->state == SBX_PAUSED) /* it comes back running, with its create-time TTL */
 		sb->end_ms = cube_now_ms() + (long long)sb->timeout_s * 1000;
 	sb->state = SBX_RESTARTING;

@@ -89,7 +89,7 @@ void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg);
 void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg);
 /* Thaw a PAUSED sandbox (409 if it is not paused, or paused to disk) and set end = now + timeout_s. */
 int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err);
-/* Restart in place: kill the runtime of a RUNNING or PAUSED sandbox and boot it again on t's layers
+/* Restart in place: kill the runtime of a RUNNING or PAUSED (also to disk) sandbox and boot it again on t's layers
  * with a fresh writable layer (the start command runs again). Id, metadata, env vars, access and traffic
  * tokens, timeout, lifecycle and egress policy stay (the address may change). While it restarts the
  * sandbox is RESTARTING (the data plane answers 502). cb gets it RUNNING and persisted, or an error: then

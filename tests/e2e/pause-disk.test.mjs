@@ -77,6 +77,11 @@ forEachSdk(c, 'five pause-to-disk → connect cycles keep every file; processes 
   const kid2 = await create(snap2.snapshotId);
   assert.equal(await sums(kid2), withFile);
   await kid2.kill();
+  // Rollback of a sandbox paused to disk: it runs again, on the snapshot's files.
+  assert.equal((await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/rollback`, { body: { snapshotID: snap.snapshotId } })).status, 200);
+  assert.equal((await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'running');
+  assert.equal(await sums(sbx), final);
+  assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)));
   await sbx.kill();
   assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
   assert.equal(await Sandbox.deleteSnapshot(snap2.snapshotId, c.sdkOpts), true);
