@@ -1,7 +1,8 @@
 // Rollback (CubeSandbox extension, POST /sandboxes/{id}/rollback {snapshotID}) with the unmodified SDK
 // for everything else: files written, snapshot, files changed/deleted/added, rollback → exactly the
 // snapshot's files, same sandbox id and access token, processes restarted; errors 400/404/409; a paused
-// sandbox comes back running; the CLI; a kill -9 of cubed right after a rollback leaves a truthful state.
+// sandbox comes back running; egress policy and traffic token stay; the CLI; a kill -9 of cubed right
+// after a rollback leaves a truthful state.
 
 import assert from 'node:assert/strict';
 import { after } from 'node:test';
@@ -9,7 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin, dataRequest, waitFor } from './harness.mjs';
 
 // Snapshots are written as templates: a private templates dir with the shared base template.
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-rollback-tpl-'));
@@ -131,6 +132,27 @@ ctest(c, 'rollback re-runs the template start command; env vars, metadata and ti
   assert.deepEqual(info.metadata, { who: 'rollback' });
   assert.equal(info.templateId, 'rbstart');
   assert.equal(info.endAt.getTime(), end0);
+  await sbx.kill();
+  assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+});
+
+ctest(c, 'rollback keeps the egress policy and the traffic access token', { timeout: 60_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 60_000,
+    network: { allowPublicTraffic: false, denyOut: ['203.0.113.0/24'] } });
+  const token = sbx.trafficAccessToken;
+  assert.match(token ?? '', /^[0-9a-f]{40}$/);
+  const policy = (await api(c, 'GET', `/sandboxes/${sbx.sandboxId}/network`)).json;
+  assert.ok(JSON.stringify(policy.denyOut).includes('203.0.113.0/24'), JSON.stringify(policy));
+  const snap = await sbx.createSnapshot();
+  assert.equal((await rollback(sbx.sandboxId, snap.snapshotId)).status, 200);
+  const after = (await api(c, 'GET', `/sandboxes/${sbx.sandboxId}/network`)).json;
+  for (const k of ['denyOut', 'allowOut', 'allowPublicTraffic']) assert.deepEqual(after[k], policy[k], k);
+  await sbx.commands.run('python3 -m http.server 8080', { background: true, timeoutMs: 0 });
+  const up = await waitFor(async () => (await dataRequest(c, { sandboxId: sbx.sandboxId, port: 8080,
+    headers: { 'e2b-traffic-access-token': token } })).status === 200, 15_000, 200);
+  assert.ok(up, 'the old traffic token is refused after the rollback');
+  assert.equal((await dataRequest(c, { sandboxId: sbx.sandboxId, port: 8080 })).status, 403);
   await sbx.kill();
   assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
 });
