@@ -52,7 +52,6 @@ void api_connect_v1(http_req *req, const char *id);
 void api_connect_v2(http_req *req, const char *id);
 void api_pause(http_req *req, const char *id);
 void api_resume(http_req *req, const char *id);
-void api_not_supported_for_sandbox(http_req *req, const char *id);
 void api_snapshot_create(http_req *req, const char *id);
 void api_snapshot_list(http_req *req, const char *id);
 void api_sandbox_fork(http_req *req, const char *id);

@@ -328,16 +328,3 @@ void api_resume(http_req *req, const char *id)
 {
 	api_with_body(req, id, resume_body);
 }
-
-static void unsupported_body(http_req *req, const char *id, const char *body, size_t len)
-{
-	(void)body;
-	(void)len;
-	if (api_running_sandbox(req, id))
-		http_resp_error(req, 501, "%s %s is not supported yet", http_req_method(req), http_req_path(req));
-}
-
-void api_not_supported_for_sandbox(http_req *req, const char *id)
-{
-	api_with_body(req, id, unsupported_body);
-}
