@@ -149,3 +149,15 @@ int cube_mkdir_p(const char *path, unsigned mode)
 		return -1;
 	return 0;
 }
+
+int cube_fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}

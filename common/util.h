@@ -37,5 +37,7 @@ int cube_random_alnum(char *buf, size_t n);
 int cube_random_hex(char *buf, size_t nbytes);
 /* mkdir -p with mode. */
 int cube_mkdir_p(const char *path, unsigned mode);
+/* fsync a directory (after a rename into it, so the new name survives a crash). 0 or -1 with errno. */
+int cube_fsync_dir(const char *path);
 
 #endif

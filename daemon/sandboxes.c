@@ -262,16 +262,6 @@ static void disk_forget(const char *id)
 	layer_store_remove_tree(dir);
 }
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 /* ---- destruction ---- */
 
 struct kill_work {
@@ -941,7 +931,7 @@ static void disk_copy_in_worker(uv_work_t *w)
 		return;
 	}
 	dw->rc = snap_copy_layer(dw->upper, dw->scratch, &dw->err);
-	if (dw->rc == 0 && (rename(dw->scratch, dw->final) < 0 || fsync_path(dw->dir) < 0)) {
+	if (dw->rc == 0 && (rename(dw->scratch, dw->final) < 0 || cube_fsync_dir(dw->dir) < 0)) {
 		dw->rc = cube_fail(&dw->err, 500, errno, "publish %s", dw->final);
 		layer_store_remove_tree(dw->scratch);
 		layer_store_remove_tree(dw->final);

@@ -221,16 +221,6 @@ static void copy_in_worker(uv_work_t *w)
 }
 
 
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 static void sha256_hex(const char *s, char out[65])
 {
 	unsigned char md[32];
@@ -317,7 +307,7 @@ static int publish(struct snap_work *sw, cube_err *err)
 		snprintf(to, sizeof to, "%s/%s", shadir, h);
 		lrc = rename(from, to);
 	}
-	if (lrc < 0 || fsync_dir(shadir) < 0) {
+	if (lrc < 0 || cube_fsync_dir(shadir) < 0) {
 		cube_fail(err, 500, errno, "publish layers of %s", sw->snap_id);
 		unpublish(sw, shadir);
 		json_decref(doc);
@@ -333,7 +323,7 @@ static int publish(struct snap_work *sw, cube_err *err)
 		rc = cube_fail(err, 500, errno, "write %s", file);
 	} else {
 		int fd = open(file, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || fsync(fd) < 0 || fsync_dir(tmp) < 0 || rename(tmp, dir) < 0 || fsync_dir(tdir) < 0)
+		if (fd < 0 || fsync(fd) < 0 || cube_fsync_dir(tmp) < 0 || rename(tmp, dir) < 0 || cube_fsync_dir(tdir) < 0)
 			rc = cube_fail(err, 500, errno, "publish template %s", dir);
 		if (fd >= 0)
 			close(fd);
