@@ -11,13 +11,16 @@
 
 /* ---- create ---- */
 
-struct create_ctx {
-	http_req *req;   /* NULL once the client has gone */
+/* A request waiting for an asynchronous answer (create, pause to disk, connect from disk); req is NULL
+ * once the client has gone. */
+struct async_ctx {
+	http_req *req;
+	int status;                /* 204: no content; else the Sandbox with this status */
 };
 
-static void create_client_gone(http_req *req)
+static void pending_client_gone(http_req *req)
 {
-	struct create_ctx *ctx = http_req_data(req);
+	struct async_ctx *ctx = http_req_data(req);
 	if (ctx)
 		ctx->req = NULL;
 	http_req_set_data(req, NULL);
@@ -25,7 +28,7 @@ static void create_client_gone(http_req *req)
 
 static void on_created(struct sandbox *sb, const cube_err *err, void *arg)
 {
-	struct create_ctx *ctx = arg;
+	struct async_ctx *ctx = arg;
 	http_req *req = ctx->req;
 	free(ctx);
 	if (!req) {
@@ -53,7 +56,7 @@ static void create(http_req *req, const char *body, size_t len, int v2)
 		api_send_err(req, &err);
 		return;
 	}
-	struct create_ctx *ctx = calloc(1, sizeof *ctx);
+	struct async_ctx *ctx = calloc(1, sizeof *ctx);
 	if (!ctx) {
 		api_create_body_free(&b);
 		http_resp_error(req, 500, "out of memory");
@@ -61,7 +64,7 @@ static void create(http_req *req, const char *body, size_t len, int v2)
 	}
 	ctx->req = req;
 	http_req_set_data(req, ctx);
-	http_req_on_close(req, create_client_gone);
+	http_req_on_close(req, pending_client_gone);
 	struct sbx_create_req cr = {
 		.template_ref = b.template_id, .metadata = b.metadata, .env_vars = b.env_vars,
 		.timeout_s = b.timeout_s, .secure = b.secure, .network = b.network, .auto_pause = b.auto_pause,
@@ -163,20 +166,6 @@ void api_refresh(http_req *req, const char *id)
 	api_with_body(req, id, refresh_body);
 }
 
-/* Asynchronous answers (pause to disk, connect from disk): the request may go away meanwhile. */
-struct async_ctx {
-	http_req *req;
-	int status;                /* 204: no content; else the Sandbox with this status */
-};
-
-static void async_client_gone(http_req *req)
-{
-	struct async_ctx *ctx = http_req_data(req);
-	if (ctx)
-		ctx->req = NULL;
-	http_req_set_data(req, NULL);
-}
-
 static void async_done(struct sandbox *sb, const cube_err *err, void *arg)
 {
 	struct async_ctx *ctx = arg;
@@ -204,7 +193,7 @@ static struct async_ctx *async_begin(http_req *req, int status)
 	ctx->req = req;
 	ctx->status = status;
 	http_req_set_data(req, ctx);
-	http_req_on_close(req, async_client_gone);
+	http_req_on_close(req, pending_client_gone);
 	return ctx;
 }
 
