@@ -1,0 +1,254 @@
+// What a sandbox's changed bytes cost: snapshot, pause to disk, connect (boot) from disk, create from a
+// snapshot, rollback and fork of 10, for 0 MB (the fixed part), 10 MB, 100 MB and 1 GB of random bytes
+// written into the sandbox's writable layer, against a private cubed with a private templates dir
+// (snapshots are written there); plus the host's own copy, fsync and tmpfs-free times for the same bytes.
+// Every operation is checked: the blob's CRC (cksum) is compared after each connect, rollback, create and
+// fork, so what is timed is a correct operation.
+//
+// The writable layer is a host tmpfs sized by the template's diskSizeMB and charged to its memoryMB, so
+// the benchmark uses its own template: the test template `base` with more room (BENCH_TPL_MB, 2048 MB of
+// memory and of disk), written as template.json next to a link to `base`.
+//
+// Usage: node bench/lifecycle.mjs [--out bench/lifecycle-results.json]   (needs build/ and the test template)
+// Environment: BENCH_SIZES_MB (0,10,100,1024), BENCH_N_LC (10 per size), BENCH_N_LC_BIG (5 for sizes ≥ 1 GB),
+//              BENCH_N_CREATE (30), BENCH_FORK (10 children), BENCH_N_FORK (5 forks per size),
+//              BENCH_N_FORK_BIG (3 for sizes ≥ 1 GB), BENCH_TPL_MB (2048).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Cubed, api, run, templatesDir } from '../tests/e2e/harness.mjs';
+import { arg, createSandbox, logTimes, machine, printRows, r2, sh, summary } from './lib.mjs';
+
+const outPath = arg('--out', 'bench/lifecycle-results.json');
+const SIZES_MB = (process.env.BENCH_SIZES_MB || '0,10,100,1024').split(',').map(Number);
+const N = Number(process.env.BENCH_N_LC || 10);
+const N_BIG = Number(process.env.BENCH_N_LC_BIG || 5);
+const N_CREATE = Number(process.env.BENCH_N_CREATE || 30);
+const FORK = Number(process.env.BENCH_FORK || 10);
+const N_FORK = Number(process.env.BENCH_N_FORK || 5);
+const N_FORK_BIG = Number(process.env.BENCH_N_FORK_BIG || 3);
+const TPL_MB = Number(process.env.BENCH_TPL_MB || 2048);
+const TPL = 'bench-lifecycle';
+const BLOB = '/home/user/blob';
+const iterations = (mb) => (mb >= 1024 ? N_BIG : N);
+
+const timed = async (fn) => { const t0 = performance.now(); const v = await fn(); return [performance.now() - t0, v]; };
+
+async function call(c, method, p, body, want) {
+  const r = await api(c, method, p, { body, timeoutMs: 300_000 });
+  if (r.status !== want) throw new Error(`${method} ${p}: ${r.status} ${r.text}`);
+  return r.json;
+}
+
+// Fresh random bytes in the blob (incompressible; the old blob is removed first so the writable layer
+// holds exactly `mb` MB of it); returns its CRC and length as cksum prints them.
+const writeBlob = async (c, sbx, mb) =>
+  (await sh(c, sbx, `rm -f ${BLOB} && head -c ${mb * 1048576} /dev/urandom > ${BLOB} && cksum < ${BLOB}`)).stdout.trim();
+
+async function checkBlob(c, sbx, want, what) {
+  const got = (await sh(c, sbx, `cksum < ${BLOB}`)).stdout.trim();
+  if (got !== want) throw new Error(`${what}: blob of ${sbx.sandboxID} is "${got}", want "${want}"`);
+}
+
+// The bounds below cubed, for `mb` MB of random bytes in a tmpfs (like the writable layer): a copy to a
+// file on the state dir's filesystem (copy_file_range, like the layer copy) and its fsync, timed apart; the
+// same copy to the tmpfs itself (memory only); and the umount that frees the tmpfs (what ending a sandbox
+// does with its writable layer).
+async function hostCopy(stateDir, mb, n) {
+  const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-bench-tmpfs-'));
+  const src = path.join(mnt, 'src'), mem = path.join(mnt, 'copy'), dst = path.join(stateDir, `copy-${process.pid}`);
+  const copy = [], sync = [], toTmpfs = [];
+  let umountMs = null;
+  const m = await run('mount', ['-t', 'tmpfs', '-o', `size=${2 * mb + 16}m`, 'tmpfs', mnt]);
+  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  try {
+    const fd = fs.openSync(src, 'w');
+    const chunk = Buffer.alloc(1 << 20);
+    for (let i = 0; i < mb; i++) { crypto.randomFillSync(chunk); fs.writeSync(fd, chunk); }
+    fs.closeSync(fd);
+    for (let i = 0; i < n; i++) {
+      fs.rmSync(dst, { force: true });
+      fs.rmSync(mem, { force: true });
+      let t0 = performance.now();
+      fs.copyFileSync(src, dst);
+      copy.push(performance.now() - t0);
+      t0 = performance.now();
+      const d = fs.openSync(dst, 'r');
+      fs.fsyncSync(d);
+      fs.closeSync(d);
+      sync.push(performance.now() - t0);
+      t0 = performance.now();
+      fs.copyFileSync(src, mem);
+      toTmpfs.push(performance.now() - t0);
+    }
+  } finally {
+    fs.rmSync(dst, { force: true });
+    const t0 = performance.now();
+    const u = await run('umount', [mnt]);
+    umountMs = r2(performance.now() - t0); // includes starting umount(8), about 1 ms
+    if (u.code === 0) fs.rmdirSync(mnt);
+  }
+  const total = copy.map((x, i) => x + sync[i]);
+  return { copyMs: summary(copy), fsyncMs: summary(sync), totalMs: summary(total),
+    mbPerS: mb ? r2(mb / (summary(total).p50 / 1000)) : null, copyToTmpfsMs: summary(toTmpfs), umountMs };
+}
+
+// Every snapshot of one sandbox ('' = all), with the sandboxes still using them.
+async function deleteSnapshotsOf(c, sandboxID) {
+  const list = await call(c, 'GET', `/snapshots?limit=100${sandboxID ? `&sandboxID=${sandboxID}` : ''}`, undefined, 200);
+  for (const s of list) await call(c, 'DELETE', `/templates/${s.snapshotID}?force=true`, undefined, 204);
+}
+
+async function bySize(c, mb) {
+  const n = iterations(mb), out = { iterations: n };
+  const src = await createSandbox(c, { templateID: TPL });
+  try {
+    let sum = await writeBlob(c, src, mb);
+
+    // Snapshot: freeze, copy the writable layer into the layer store with fsync, publish, thaw.
+    const snap = [];
+    let keep;
+    for (let i = 0; i < n; i++) {
+      const [ms, s] = await timed(() => call(c, 'POST', `/sandboxes/${src.sandboxID}/snapshots`, {}, 201));
+      snap.push(ms);
+      if (!keep) keep = s.snapshotID;
+      else await call(c, 'DELETE', `/templates/${s.snapshotID}`, undefined, 204);
+    }
+    out.snapshotMs = summary(snap);
+    out.snapshotInCubedMs = summary((await logTimes(c, src.sandboxID, /snapshot \S+ taken in (\d+) ms/)).slice(-n));
+
+    // Create from that snapshot (API round trip to 201), each checked.
+    const create = [];
+    for (let i = 0; i < n; i++) {
+      const [ms, sbx] = await timed(() => createSandbox(c, { templateID: keep }));
+      create.push(ms);
+      await checkBlob(c, sbx, sum, 'create from snapshot');
+      await call(c, 'DELETE', `/sandboxes/${sbx.sandboxID}`, undefined, 204);
+    }
+    out.createFromSnapshotMs = summary(create);
+
+    // Fork: from the request until every child answers a command (envd Process/Start of `true`); each
+    // fork copies the writable layer once (its snapshot), then starts the children from it.
+    const forkResp = [], forkAll = [], forkSnap = [], perChild = [];
+    for (let i = 0; i < (mb >= 1024 ? N_FORK_BIG : N_FORK); i++) {
+      const t0 = performance.now();
+      const res = await call(c, 'POST', `/sandboxes/${src.sandboxID}/fork`, { count: FORK, timeout: 600 }, 201);
+      const tResp = performance.now() - t0;
+      const kids = res.map((r) => { if (!r.sandbox) throw new Error(`fork: ${JSON.stringify(r.error)}`); return r.sandbox; });
+      await Promise.all(kids.map((k) => sh(c, k, 'true')));
+      const tAll = performance.now() - t0;
+      const snapMs = (await logTimes(c, src.sandboxID, /snapshot \S+ taken in (\d+) ms/)).at(-1);
+      forkResp.push(tResp);
+      forkAll.push(tAll);
+      forkSnap.push(snapMs);
+      perChild.push((tResp - snapMs) / FORK);
+      for (const k of kids) await checkBlob(c, k, sum, 'fork');
+      await Promise.all(kids.map((k) => call(c, 'DELETE', `/sandboxes/${k.sandboxID}`, undefined, 204)));
+    }
+    out.fork = { children: FORK, untilAllAnswerMs: summary(forkAll), responseMs: summary(forkResp),
+      snapshotPartMs: summary(forkSnap), perChildCreateMs: summary(perChild) };
+
+    // Rollback of the running sandbox to the snapshot after the blob was deleted and a file added.
+    const rollback = [];
+    for (let i = 0; i < n; i++) {
+      await sh(c, src, `rm ${BLOB} && echo later > /home/user/later`);
+      const [ms] = await timed(() => call(c, 'POST', `/sandboxes/${src.sandboxID}/rollback`, { snapshotID: keep }, 200));
+      rollback.push(ms);
+      await checkBlob(c, src, sum, 'rollback');
+      await sh(c, src, 'test ! -e /home/user/later');
+    }
+    out.rollbackMs = summary(rollback);
+
+    // Pause to disk (204 once the copy is durable and the processes have ended), then connect (201 once
+    // envd answers again); the blob is rewritten before each pause so each copies `mb` MB.
+    const pause = [], connect = [];
+    for (let i = 0; i < n; i++) {
+      sum = await writeBlob(c, src, mb);
+      const [pms] = await timed(() => call(c, 'POST', `/sandboxes/${src.sandboxID}/pause`, { memory: false }, 204));
+      const [cms] = await timed(() => call(c, 'POST', `/v2/sandboxes/${src.sandboxID}/connect`, { timeout: 600 }, 201));
+      pause.push(pms);
+      connect.push(cms);
+      await checkBlob(c, src, sum, 'connect from disk');
+    }
+    out.pauseToDiskMs = summary(pause);
+    out.pauseToDiskInCubedMs = summary((await logTimes(c, src.sandboxID, /paused to disk in (\d+) ms/)).slice(-n));
+    out.connectFromDiskMs = summary(connect);
+
+    out.snapshotMBps = mb ? r2(mb / (out.snapshotMs.p50 / 1000)) : null;
+    out.pauseToDiskMBps = mb ? r2(mb / (out.pauseToDiskMs.p50 / 1000)) : null;
+    out.pauseToDiskOverSnapshot = r2(out.pauseToDiskMs.p50 / out.snapshotMs.p50);
+    out.snapshotId = keep;
+    return out;
+  } finally {
+    await api(c, 'DELETE', `/sandboxes/${src.sandboxID}`).catch(() => null);
+  }
+}
+
+// Create from the template vs. from a snapshot of it (10 MB changed), alternating.
+async function createCompare(c) {
+  const src = await createSandbox(c, { templateID: TPL });
+  const sum = await writeBlob(c, src, 10);
+  const { snapshotID } = await call(c, 'POST', `/sandboxes/${src.sandboxID}/snapshots`, {}, 201);
+  await call(c, 'DELETE', `/sandboxes/${src.sandboxID}`, undefined, 204);
+  const once = async (templateID) => {
+    const [ms, sbx] = await timed(() => createSandbox(c, { templateID }));
+    if (templateID === snapshotID) await checkBlob(c, sbx, sum, 'create from snapshot');
+    await call(c, 'DELETE', `/sandboxes/${sbx.sandboxID}`, undefined, 204);
+    return ms;
+  };
+  for (let i = 0; i < 3; i++) { await once(TPL); await once(snapshotID); }
+  const tpl = [], snap = [];
+  for (let i = 0; i < N_CREATE; i++) { tpl.push(await once(TPL)); snap.push(await once(snapshotID)); }
+  await deleteSnapshotsOf(c, src.sandboxID);
+  return { createFromTemplateMs: summary(tpl), createFromSnapshotMs: summary(snap) };
+}
+
+async function main() {
+  if (!fs.existsSync(path.join(templatesDir, 'base', 'template.json'))) {
+    throw new Error(`no test template in ${templatesDir}/base: run bash scripts/build-base-template.sh ${templatesDir}`);
+  }
+  const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-bench-lc-'));
+  fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
+  const template = { name: TPL, cpuCount: 2, memoryMB: TPL_MB, diskSizeMB: TPL_MB, envs: {}, layers: ['template/base'] };
+  fs.mkdirSync(path.join(tplDir, TPL));
+  fs.writeFileSync(path.join(tplDir, TPL, 'template.json'), JSON.stringify(template));
+  const c = await new Cubed({ extraArgs: ['--templates-dir', tplDir] }).start();
+  const results = { machine: await machine(c.stateDir), date: new Date().toISOString(), template, sizes: {}, hostCopy: {} };
+  try {
+    for (const mb of SIZES_MB) {
+      process.stderr.write(`[lifecycle] ${mb} MB\n`);
+      results.hostCopy[mb] = await hostCopy(c.stateDir, mb, iterations(mb));
+      results.sizes[mb] = await bySize(c, mb);
+      await deleteSnapshotsOf(c, '');
+    }
+    process.stderr.write('[lifecycle] create from template vs. from snapshot\n');
+    results.create = await createCompare(c);
+    const base = results.create.createFromTemplateMs.p50;
+    for (const mb of SIZES_MB) results.sizes[mb].connectFromDiskOverCreate = r2(results.sizes[mb].connectFromDiskMs.p50 / base);
+    results.create.snapshotOverTemplate = r2(results.create.createFromSnapshotMs.p50 / base);
+  } finally {
+    results.loadavgEnd = os.loadavg().map(r2);
+    await c.stop();
+    fs.rmSync(tplDir, { recursive: true, force: true });
+  }
+  fs.writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
+
+  const rows = [];
+  for (const mb of SIZES_MB) {
+    const s = results.sizes[mb], h = results.hostCopy[mb], rate = (x) => (x === null ? '' : `${x} MB/s`);
+    rows.push([`${mb} MB: snapshot`, s.snapshotMs, rate(s.snapshotMBps)],
+      [`${mb} MB: pause to disk`, s.pauseToDiskMs, `${rate(s.pauseToDiskMBps)} ${s.pauseToDiskOverSnapshot}x snapshot`],
+      [`${mb} MB: connect from disk`, s.connectFromDiskMs, `${s.connectFromDiskOverCreate}x create`],
+      [`${mb} MB: create from snapshot`, s.createFromSnapshotMs],
+      [`${mb} MB: rollback`, s.rollbackMs],
+      [`${mb} MB: fork of ${FORK}, all answer`, s.fork.untilAllAnswerMs, `per child ${s.fork.perChildCreateMs.p50} ms`],
+      [`${mb} MB: host copy + fsync`, h.totalMs, `${rate(h.mbPerS)} (copy ${h.copyMs.p50}, fsync ${h.fsyncMs.p50}; ` +
+        `to tmpfs ${h.copyToTmpfsMs.p50}, umount ${h.umountMs})`]);
+  }
+  rows.push(['create from template', results.create.createFromTemplateMs],
+    ['create from snapshot (10 MB)', results.create.createFromSnapshotMs, `${results.create.snapshotOverTemplate}x`]);
+  printRows(`lifecycle, ${outPath} (load ${results.machine.loadavg.join(' ')} → ${results.loadavgEnd.join(' ')})`, rows);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
