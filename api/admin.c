@@ -1,11 +1,13 @@
-/* Administration routes, served only on the root-only admin unix socket: API keys. The key itself is
- * returned once, at creation; afterwards only its id, name and display prefix are known. */
+/* Administration routes, served only on the root-only admin unix socket: API keys (the key itself is
+ * returned once, at creation; afterwards only its id, name and display prefix are known) and what this
+ * node can do (GET /admin/node). */
 #include "api/internal.h"
 
 #include <stdlib.h>
 
 #include "api/validate.h"
 #include "common/log.h"
+#include "runtime/criu.h"
 #include "store/store.h"
 
 static void apikey_create_body(http_req *req, const char *id, const char *body, size_t len)
@@ -54,4 +56,19 @@ void api_apikey_delete(http_req *req, const char *id)
 	}
 	log_info("api key %s deleted", id);
 	api_send_no_content(req);
+}
+
+/* GET /admin/node: this node's version and optional capabilities (CRIU, detected at start). */
+void api_node_get(http_req *req, const char *id)
+{
+	(void)id;
+	const struct rt_criu_status *c = rt_criu_status();
+	json_t *criu = json_pack("{s:b}", "available", c->available);
+	if (c->path[0])
+		json_object_set_new(criu, "path", json_string(c->path));
+	if (c->version[0])
+		json_object_set_new(criu, "version", json_string(c->version));
+	if (!c->available)
+		json_object_set_new(criu, "reason", json_string(c->reason));
+	api_send_json(req, 200, json_pack("{s:s,s:o}", "version", CUBE_VERSION, "criu", criu));
 }

@@ -92,5 +92,6 @@ void api_apikey_delete(http_req *req, const char *id);
 
 void api_pool_get(http_req *req, const char *id);
 void api_pool_put(http_req *req, const char *id);
+void api_node_get(http_req *req, const char *id);      /* GET /admin/node (admin socket only) */
 
 #endif

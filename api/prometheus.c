@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/metrics.h"
+#include "runtime/criu.h"
 
 struct state_counts {
 	unsigned starting, running, paused, killing;
@@ -38,6 +39,9 @@ static void collect_states(FILE *out, void *arg)
 	metrics_sample(out, "cube_sandboxes", "state=\"paused\"", c.paused);
 	metrics_sample(out, "cube_sandboxes", "state=\"killing\"", c.killing);
 	metrics_sample(out, "cube_sandboxes", "state=\"pooled\"", (double)pool_idle_total());
+	fputs("# HELP cube_criu_available 1 if `criu check` passed at start: pause to disk also checkpoints processes.\n"
+	      "# TYPE cube_criu_available gauge\n", out);
+	metrics_sample(out, "cube_criu_available", "", rt_criu_status()->available ? 1 : 0);
 }
 
 void api_prometheus(http_req *req, const char *id)

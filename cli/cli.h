@@ -58,6 +58,7 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Command groups (cmd_*.c): argv[0] is the command name. */
 int cmd_list(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_node(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_info(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_cubebox(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_sandbox(const struct cli_ctx *ctx, int argc, char **argv);

@@ -26,6 +26,7 @@ static const struct command commands[] = {
 	{"snapshot", cmd_snapshot, "snapshot create|list|delete: snapshots of sandboxes' files"},
 	{"tpl", cmd_tpl, "tpl create-from-image|watch|list|info|delete: templates from OCI images"},
 	{"pool", cmd_pool, "pool set|get|list: pre-warmed sandboxes per template (admin socket only)"},
+	{"node", cmd_node, "node: version and CRIU checkpoint availability (admin socket only)"},
 };
 
 static void usage(FILE *out)

@@ -22,11 +22,13 @@
 #include "image/template.h"
 #include "net/net.h"
 #include "proxy/proxy.h"
+#include "runtime/criu.h"
 #include "runtime/runtime.h"
 
 struct options {
 	const char *api, *proxy, *state_dir, *templates_dir, *envd, *domain, *net_pool, *dns_upstream;
-	int local_auth;
+	const char *criu;  /* --criu PATH (default: `criu` on PATH) */
+	int local_auth, no_criu;
 	unsigned uid_base, uid_count, max_timeout_s, max_sandboxes;
 	unsigned long long max_upload_bytes;
 	long long memory_reserve_mb; /* -1: default */
@@ -58,6 +60,9 @@ static void usage(FILE *out)
 		"                           (default RAM minus the reserve; 0 = none)\n"
 		"  --net-pool CIDR          sandbox addresses, a /30 each (default " NET_DEFAULT_POOL ")\n"
 		"  --dns-upstream IP[:PORT] where the sandboxes' resolver forwards (default: /etc/resolv.conf)\n"
+		"  --criu PATH              criu binary for process checkpoints on pause to disk (default: criu\n"
+		"                           on PATH; used only if `criu check` passes at start)\n"
+		"  --no-criu                never checkpoint processes (pause to disk keeps files only)\n"
 		"  --log-level LEVEL        debug, info, warn or error (default info)\n"
 		"  --help, --version\n");
 }
@@ -74,6 +79,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"max-sandboxes", required_argument, 0, 'M'}, {"memory-reserve-mb", required_argument, 0, 'R'},
 		{"sandboxes-memory-mb", required_argument, 0, 'C'},
 		{"net-pool", required_argument, 0, 'N'},      {"dns-upstream", required_argument, 0, 'D'},
+		{"criu", required_argument, 0, 'K'},          {"no-criu", no_argument, 0, 'k'},
 		{"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
 	};
 	*o = (struct options){
@@ -100,6 +106,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'C': o->sandboxes_memory_mb = strtoll(optarg, NULL, 10); break;
 		case 'N': o->net_pool = optarg; break;
 		case 'D': o->dns_upstream = optarg; break;
+		case 'K': o->criu = optarg; break;
+		case 'k': o->no_criu = 1; break;
 		case 'l':
 			if (!strcmp(optarg, "debug")) cube_log_set_level(CUBE_LOG_DEBUG);
 			else if (!strcmp(optarg, "warn")) cube_log_set_level(CUBE_LOG_WARN);
@@ -232,6 +240,7 @@ int main(int argc, char **argv)
 				.uid_count = o.uid_count, .envd_path = envd_path};
 	if (rt_init(&rtc, &err) < 0)
 		return die("runtime", &err);
+	rt_criu_detect(o.criu, o.no_criu, RT_CRIU_CHECK_TIMEOUT_MS);
 	char layers[PATH_MAX];
 	snprintf(layers, sizeof layers, "%s/layers", o.state_dir);
 	tpl_set_layer_store(layers);

@@ -38,6 +38,7 @@ int cg_destroy(const char *id, cube_err *err) { return backend->destroy(id, err)
 bool cg_contains(const char *id, pid_t pid) { return backend->contains(id, pid); }
 int cg_read_usage(const char *id, struct cg_usage *out, cube_err *err) { return backend->usage(id, out, err); }
 int cg_freeze(const char *id, bool frozen, cube_err *err) { return backend->freeze(id, frozen, err); }
+int cg_freezer_dir(const char *id, char *out, size_t len) { return backend->freezer_dir(id, out, len); }
 
 void cg_kill_frozen(const char *id)
 {

@@ -229,6 +229,12 @@ static int v1_freeze(const char *id, bool frozen, cube_err *err)
 	return 0;
 }
 
+static int v1_freezer_dir(const char *id, char *out, size_t len)
+{
+	const struct hierarchy *h = with(CTL_FREEZER);
+	return h && snprintf(out, len, "%s/%s", h->base, id) < (int)len ? 0 : -1;
+}
+
 /* memory.limit_in_bytes of <memory>/cubesandbox/<instance>: the kernel charges every sandbox below it. */
 static int v1_cap_memory(unsigned long long bytes, cube_err *err)
 {
@@ -243,5 +249,5 @@ static int v1_cap_memory(unsigned long long bytes, cube_err *err)
 const struct cg_backend cg_v1_backend = {
 	.init = v1_init, .create = v1_create, .join_paths = v1_join_paths, .destroy = v1_destroy,
 	.contains = v1_contains, .usage = v1_usage, .list = v1_list, .freeze = v1_freeze,
-	.kill_frozen = v1_kill_frozen, .cap_memory = v1_cap_memory,
+	.kill_frozen = v1_kill_frozen, .cap_memory = v1_cap_memory, .freezer_dir = v1_freezer_dir,
 };

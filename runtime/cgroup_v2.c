@@ -162,6 +162,11 @@ static int v2_freeze(const char *id, bool frozen, cube_err *err)
 	return 0;
 }
 
+static int v2_freezer_dir(const char *id, char *out, size_t len)
+{
+	return snprintf(out, len, "%s/%s", base, id) < (int)len ? 0 : -1;
+}
+
 /* memory.max of /sys/fs/cgroup/cubesandbox/<instance>: the kernel charges every sandbox below it. */
 static int v2_cap_memory(unsigned long long bytes, cube_err *err)
 {
@@ -175,5 +180,5 @@ static int v2_cap_memory(unsigned long long bytes, cube_err *err)
 const struct cg_backend cg_v2_backend = {
 	.init = v2_init, .create = v2_create, .join_paths = v2_join_paths, .destroy = v2_destroy,
 	.contains = v2_contains, .usage = v2_usage, .list = v2_list, .freeze = v2_freeze,
-	.cap_memory = v2_cap_memory,
+	.cap_memory = v2_cap_memory, .freezer_dir = v2_freezer_dir,
 };

@@ -81,9 +81,9 @@ static void write_knob(const struct start_plan *p, const char *path, const char 
 /* Close every inherited descriptor except the plan's (other threads may have opened anything). */
 static void close_inherited(const struct start_plan *p)
 {
-	int keep[4] = {p->sync_fd, p->ready_fd, p->config_fd, p->log_fd}, n = 0;
-	int sorted[4];
-	for (int i = 0; i < 4; i++) {
+	int keep[5] = {p->sync_fd, p->ready_fd, p->config_fd, p->log_fd, p->netns_fd}, n = 0;
+	int sorted[5];
+	for (int i = 0; i < 5; i++) {
 		if (keep[i] < 0)
 			continue;
 		int j = n++;
@@ -120,11 +120,17 @@ static void loopback_up(const struct start_plan *p)
 	close(s);
 }
 
-static void drop_capabilities(const struct start_plan *p)
+unsigned long long child_kept_caps(void)
 {
 	unsigned long long keep = 0;
 	for (size_t i = 0; i < sizeof kept_caps / sizeof kept_caps[0]; i++)
 		keep |= 1ULL << kept_caps[i];
+	return keep;
+}
+
+static void drop_capabilities(const struct start_plan *p)
+{
+	unsigned long long keep = child_kept_caps();
 	for (int cap = 0; cap <= p->cap_last; cap++)
 		if (!(keep & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			child_die(p, errno, "drop capability from bounding set", NULL);
@@ -145,11 +151,12 @@ static void place_fd(const struct start_plan *p, int from, int to)
 		child_die(p, errno, "dup2", NULL);
 }
 
-void child_main(const struct start_plan *p)
+/* The first steps of both children: only the plan's descriptors, into the sandbox's cgroups before
+ * anything is charged or forked (v1; v2 cloned us there), and cubed's signal handlers reset. */
+static void child_enter(const struct start_plan *p)
 {
 	close_inherited(p);
 	umask(0);
-	/* Into the sandbox's cgroups before anything is charged or forked (v1; v2 cloned us there). */
 	for (int i = 0; i < p->n_cg_join; i++)
 		write_knob(p, p->cg_join[i], "0");
 	/* Handlers belong to cubed (libuv writes to its signal pipe): reset them before anything can fire.
@@ -160,6 +167,34 @@ void child_main(const struct start_plan *p)
 	for (int sig = 1; sig < _NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			sigaction(sig, &dfl, NULL);
+}
+
+void child_restore_main(const struct start_plan *p)
+{
+	child_enter(p);
+	/* Cloned with CLONE_NEWNS only: the overlay below is private to this criu process (and copied into
+	 * the restored sandbox's own mount namespace by criu), the host never sees it. */
+	mounts_overlay(p);
+	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull < 0)
+		child_die(p, errno, "open", "/dev/null");
+	place_fd(p, devnull, 0);
+	place_fd(p, devnull, 1);
+	place_fd(p, devnull, 2);
+	place_fd(p, p->netns_fd, CHILD_CRIU_NETNS_FD);
+	place_fd(p, p->log_fd >= 0 ? p->log_fd : devnull, CHILD_CRIU_STDIO_FD);
+	syscall(SYS_close_range, CHILD_CRIU_STDIO_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	static char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+	execve(p->exec_path, p->exec_argv, envp);
+	child_die(p, errno, "execve", p->exec_path);
+}
+
+void child_main(const struct start_plan *p)
+{
+	child_enter(p);
 
 	/* The netns and UTS ns belong to the init user namespace: configure them while we still can.
 	 * Unprivileged port/ping sysctls let sandbox root bind :80 and ping without owning the netns. */

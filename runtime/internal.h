@@ -53,6 +53,11 @@ struct start_plan {
 	gid_t root_gid;
 	mode_t root_mode;
 
+	/* CRIU restore only (child_restore_main): the fresh network namespace, and what to exec. */
+	int netns_fd;
+	const char *exec_path;
+	char *const *exec_argv;
+
 	char dev_opts[96], pts_opts[96], shm_opts[96];
 	char hostname[65];
 	size_t hostname_len;
@@ -64,14 +69,45 @@ struct start_plan {
 /* Runs in the cloned child; never returns (execs envd or reports an error and _exits). */
 __attribute__((noreturn)) void child_main(const struct start_plan *p);
 
+/* The CRIU restore child (runtime/criu.c): joins the sandbox's cgroups, mounts the overlay root in its own
+ * mount namespace, puts the fresh netns on fd 3 and envd's log on fd 4, and execs p->exec_path. */
+#define CHILD_CRIU_NETNS_FD 3
+#define CHILD_CRIU_STDIO_FD 4
+__attribute__((noreturn)) void child_restore_main(const struct start_plan *p);
+/* The capabilities a sandbox keeps (bit mask of CAP_*), for checking a restored one. */
+unsigned long long child_kept_caps(void);
+
 /* Reports (errnum, "what: detail") to the parent and exits. No allocation. */
 __attribute__((noreturn)) void child_die(const struct start_plan *p, int errnum, const char *what,
 					 const char *detail);
 
 /* Mount steps, run in the child (runtime/mounts.c). Each dies on failure. */
 void mounts_build_root(const struct start_plan *p);     /* tmpfs layer + overlay, pivot_root */
+/* Its first half: the writable layer on p->layer_mnt and the overlay mounted on <layer_mnt>/root (the
+ * cwd is then layer_mnt). A CRIU restore takes that overlay as its --root (runtime/criu.c). */
+void mounts_overlay(const struct start_plan *p);
 /* /dev, /proc, /sys, /tmp, the /etc files, and envd from envd_tree (an open_tree clone). */
 void mounts_populate(const struct start_plan *p, int envd_tree);
+
+/* ---- the parent side, shared by rt_start (runtime/sandbox.c) and rt_restore (runtime/criu.c) ---- */
+
+struct rt_globals {
+	const char *state_dir, *envd_path, *layer_mnt;
+	unsigned uid_base, uid_count;
+	int host_netns;
+};
+void rt_globals(struct rt_globals *out);
+bool rt_valid_id(const char *id);
+/* The plan for spec (layers, mounts, names); fds are the caller's to fill. */
+int rt_fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err *err);
+/* The writable layer: a size-limited tmpfs at <state>/sandboxes/<id>/layer on the host. */
+int rt_mount_layer(const char *id, unsigned long long bytes, char *out, size_t len, cube_err *err);
+void rt_unmount_layer(const char *id);
+int rt_read_start_time(pid_t pid, unsigned long long *out);
+/* Moves fd to >= 10 (CLOEXEC), so the child's dup2 onto 0..4 never clobbers it. */
+int rt_fd_above_floor(int fd);
+/* A child of this process that rt_reap/rt_kill must reap. */
+void rt_remember_child(pid_t pid);
 
 /* ---- cgroups (runtime/cgroup.c, cgroup_v1.c, cgroup_v2.c) ---- */
 
@@ -103,6 +139,8 @@ int cg_read_usage(const char *id, struct cg_usage *out, cube_err *err);
 /* Freeze (true) or thaw (false) every task of the sandbox and wait until the kernel reports the new
  * state (v2 cgroup.events "frozen", v1 freezer.state). Idempotent. */
 int cg_freeze(const char *id, bool frozen, cube_err *err);
+/* The sandbox's freezer cgroup directory (v1 freezer hierarchy, v2 its cgroup), for criu --freeze-cgroup. */
+int cg_freezer_dir(const char *id, char *out, size_t len);
 /* SIGKILL every task of the sandbox and let frozen ones act on it (v1 freezes even SIGKILL). */
 void cg_kill_frozen(const char *id);
 /* Call fn for each sandbox id that has a cgroup of this instance (any hierarchy, deduplicated). */
@@ -122,6 +160,7 @@ struct cg_backend {
 	int (*list)(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
 	int (*freeze)(const char *id, bool frozen, cube_err *err);
 	void (*kill_frozen)(const char *id); /* optional */
+	int (*freezer_dir)(const char *id, char *out, size_t len);
 	int (*cap_memory)(unsigned long long bytes, cube_err *err); /* all of this instance's sandboxes */
 };
 extern const struct cg_backend cg_v1_backend, cg_v2_backend;

@@ -76,7 +76,7 @@ static size_t append_uint(char *dst, size_t pos, size_t cap, unsigned v)
 	return append_str(dst, pos, cap, digits + k);
 }
 
-void mounts_build_root(const struct start_plan *p)
+void mounts_overlay(const struct start_plan *p)
 {
 	/* Nothing we mount may propagate back to the host. */
 	do_mount(p, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
@@ -112,6 +112,11 @@ void mounts_build_root(const struct start_plan *p)
 		child_die(p, errno, "mount overlay of", p->lowers);
 	for (size_t i = 0; i < p->n_lowers; i++)
 		close(fds[i]);
+}
+
+void mounts_build_root(const struct start_plan *p)
+{
+	mounts_overlay(p);
 	/* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the sandbox. */
 	if (chdir("root") < 0)
 		child_die(p, errno, "chdir", "root");

@@ -43,7 +43,7 @@ static struct {
 	size_t nchildren, cap;
 } R = {.host_netns = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
-static bool valid_id(const char *id)
+bool rt_valid_id(const char *id)
 {
 	size_t n = id ? strlen(id) : 0;
 	if (n == 0 || n > 64)
@@ -56,7 +56,7 @@ static bool valid_id(const char *id)
 
 /* ---- children we must reap ---- */
 
-static void remember_child(pid_t pid)
+void rt_remember_child(pid_t pid)
 {
 	pthread_mutex_lock(&R.lock);
 	if (R.nchildren == R.cap) {
@@ -117,7 +117,7 @@ int rt_init(const struct rt_config *cfg, cube_err *err)
 {
 	if (!cfg->state_dir || !cfg->instance || !cfg->envd_path)
 		return cube_fail(err, 500, EINVAL, "runtime config");
-	if (!valid_id(cfg->instance))
+	if (!rt_valid_id(cfg->instance))
 		return cube_fail(err, 500, EINVAL, "runtime instance id '%s'", cfg->instance);
 	snprintf(R.state_dir, sizeof R.state_dir, "%s", cfg->state_dir);
 	snprintf(R.envd_path, sizeof R.envd_path, "%s", cfg->envd_path);
@@ -153,6 +153,12 @@ int rt_init(const struct rt_config *cfg, cube_err *err)
 	return 0;
 }
 
+void rt_globals(struct rt_globals *out)
+{
+	*out = (struct rt_globals){.state_dir = R.state_dir, .envd_path = R.envd_path, .layer_mnt = R.layer_mnt,
+				   .uid_base = R.uid_base, .uid_count = R.uid_count, .host_netns = R.host_netns};
+}
+
 int rt_set_memory_cap(unsigned long long bytes, cube_err *err)
 {
 	return cg_cap_memory(bytes, err);
@@ -160,7 +166,7 @@ int rt_set_memory_cap(unsigned long long bytes, cube_err *err)
 
 /* ---- start ---- */
 
-static int read_start_time(pid_t pid, unsigned long long *out)
+int rt_read_start_time(pid_t pid, unsigned long long *out)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -177,7 +183,7 @@ static int read_start_time(pid_t pid, unsigned long long *out)
 	return 0;
 }
 
-static int above_floor(int fd)
+int rt_fd_above_floor(int fd)
 {
 	if (fd < 0 || fd >= CHILD_FD_FLOOR)
 		return fd;
@@ -200,7 +206,7 @@ static int make_config_fd(const char *json)
 	return fd;
 }
 
-static int fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err *err)
+int rt_fill_plan(struct start_plan *p, const struct rt_spec *spec, cube_err *err)
 {
 	const char *const *layers = spec->n_layers ? spec->layers : &spec->rootfs;
 	size_t n_layers = spec->n_layers ? spec->n_layers : 1;
@@ -373,7 +379,7 @@ static void layer_path(const char *id, char *out, size_t len)
 	snprintf(out, len, "%s/sandboxes/%s/layer", R.state_dir, id);
 }
 
-static int mount_host_layer(const char *id, unsigned long long bytes, char *out, size_t len, cube_err *err)
+int rt_mount_layer(const char *id, unsigned long long bytes, char *out, size_t len, cube_err *err)
 {
 	char opts[128];
 	layer_path(id, out, len);
@@ -392,7 +398,7 @@ static int mount_host_layer(const char *id, unsigned long long bytes, char *out,
 }
 
 /* Unmount (lazily: a snapshot copy may still hold it open) and remove <state>/sandboxes/<id>. */
-static void unmount_host_layer(const char *id)
+void rt_unmount_layer(const char *id)
 {
 	char dir[PATH_MAX];
 	layer_path(id, dir, sizeof dir);
@@ -405,7 +411,7 @@ static void unmount_host_layer(const char *id)
 
 int rt_layer_upper(const char *id, char *out, size_t len)
 {
-	if (!valid_id(id))
+	if (!rt_valid_id(id))
 		return -1;
 	return snprintf(out, len, "%s/sandboxes/%s/layer/upper", R.state_dir, id) < (int)len ? 0 : -1;
 }
@@ -415,13 +421,14 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	out->pid = 0;
 	out->start_time = 0;
 	out->pidfd = out->netns_fd = -1;
-	if (!valid_id(spec->id))
+	if (!rt_valid_id(spec->id))
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	cleanup_free struct start_plan *p = calloc(1, sizeof *p);
 	if (!p)
 		return cube_fail(err, 500, ENOMEM, "start sandbox");
-	if (fill_plan(p, spec, err) < 0)
+	if (rt_fill_plan(p, spec, err) < 0)
 		return cube_wrap(err, "sandbox %s", spec->id);
+	p->netns_fd = -1;
 
 	if ((p->n_cg_join = cg_join_paths(spec->id, p->cg_join, CG_MAX_JOIN)) < 0)
 		return cube_fail(err, 500, ENAMETOOLONG, "sandbox %s: cgroup paths", spec->id);
@@ -434,7 +441,7 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	 * binds it), so cubed can copy it (snapshots). rt_kill and rt_reclaim unmount it. */
 	bool host_layer = false;
 	if (!spec->upper_dir) {
-		if (mount_host_layer(spec->id, spec->disk_bytes, p->upper_dir, sizeof p->upper_dir, err) < 0) {
+		if (rt_mount_layer(spec->id, spec->disk_bytes, p->upper_dir, sizeof p->upper_dir, err) < 0) {
 			cg_destroy(spec->id, NULL);
 			return cube_wrap(err, "sandbox %s", spec->id);
 		}
@@ -454,10 +461,10 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 		cube_fail(err, 500, errno, "sandbox %s: open log %s", spec->id, spec->log_path);
 		goto out;
 	}
-	config_fd = above_floor(config_fd);
-	ready[1] = above_floor(ready[1]);
-	sync[1] = above_floor(sync[1]);
-	log_fd = above_floor(log_fd);
+	config_fd = rt_fd_above_floor(config_fd);
+	ready[1] = rt_fd_above_floor(ready[1]);
+	sync[1] = rt_fd_above_floor(sync[1]);
+	log_fd = rt_fd_above_floor(log_fd);
 	if (config_fd < 0 || ready[1] < 0 || sync[1] < 0) {
 		cube_fail(err, 500, errno, "sandbox %s: prepare descriptors", spec->id);
 		goto out;
@@ -513,13 +520,13 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	pidfd = -1;
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
-	if (read_start_time(pid, &out->start_time) < 0 || (out->netns_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	if (rt_read_start_time(pid, &out->start_time) < 0 || (out->netns_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
 		cube_fail(err, 500, errno, "sandbox %s: envd exited right after start", spec->id);
-		remember_child(pid);
+		rt_remember_child(pid);
 		rt_kill(spec->id, out, NULL);
 		goto out;
 	}
-	remember_child(pid);
+	rt_remember_child(pid);
 	rc = 0;
 	goto out;
 
@@ -541,7 +548,7 @@ out:
 	if (rc < 0 && pid <= 0)
 		cg_destroy(spec->id, NULL); /* ours: cg_create refused an existing one */
 	if (rc < 0 && host_layer)
-		unmount_host_layer(spec->id);
+		rt_unmount_layer(spec->id);
 	return rc;
 }
 
@@ -549,7 +556,7 @@ out:
 
 int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err)
 {
-	if (!valid_id(id))
+	if (!rt_valid_id(id))
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	if (sb && sb->pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0); /* PID 1 dies: its PID ns dies */
@@ -569,7 +576,7 @@ int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err)
 			close(sb->netns_fd);
 		sb->pidfd = sb->netns_fd = -1;
 	}
-	unmount_host_layer(id);
+	rt_unmount_layer(id);
 	return rc;
 }
 
@@ -578,7 +585,7 @@ int rt_adopt(const char *id, pid_t pid, unsigned long long start_time, struct rt
 	out->pid = 0;
 	out->pidfd = out->netns_fd = -1;
 	out->start_time = 0;
-	if (!valid_id(id))
+	if (!rt_valid_id(id))
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	if (pid <= 0)
 		return cube_fail(err, 404, 0, "sandbox %s has no process", id);
@@ -587,7 +594,7 @@ int rt_adopt(const char *id, pid_t pid, unsigned long long start_time, struct rt
 		return cube_fail(err, 404, errno, "sandbox %s: pid %d", id, (int)pid);
 	unsigned long long st = 0;
 	/* Checked after pidfd_open: if the pid was reused before that, start time or cgroup differ. */
-	if (read_start_time(pid, &st) < 0 || st != start_time) {
+	if (rt_read_start_time(pid, &st) < 0 || st != start_time) {
 		close(pidfd);
 		return cube_fail(err, 404, 0, "sandbox %s: pid %d is another process now", id, (int)pid);
 	}
@@ -615,7 +622,7 @@ int rt_adopt(const char *id, pid_t pid, unsigned long long start_time, struct rt
 int rt_freeze(const char *id, struct rt_sandbox *sb, cube_err *err)
 {
 	(void)sb;
-	if (!valid_id(id))
+	if (!rt_valid_id(id))
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	return cg_freeze(id, true, err);
 }
@@ -623,7 +630,7 @@ int rt_freeze(const char *id, struct rt_sandbox *sb, cube_err *err)
 int rt_thaw(const char *id, struct rt_sandbox *sb, cube_err *err)
 {
 	(void)sb;
-	if (!valid_id(id))
+	if (!rt_valid_id(id))
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	return cg_freeze(id, false, err);
 }
@@ -631,7 +638,7 @@ int rt_thaw(const char *id, struct rt_sandbox *sb, cube_err *err)
 int rt_stats(const char *id, struct rt_sandbox *sb, struct rt_stats *out, cube_err *err)
 {
 	memset(out, 0, sizeof *out);
-	if (!valid_id(id))
+	if (!rt_valid_id(id))
 		return cube_fail(err, 400, 0, "invalid sandbox id");
 	struct cg_usage u;
 	if (cg_read_usage(id, &u, err) < 0)
@@ -691,7 +698,7 @@ int rt_reclaim(const char *const *live_ids, size_t n, cube_err *err)
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	while (d && (e = readdir(d)))
-		if (e->d_name[0] != '.' && valid_id(e->d_name))
+		if (e->d_name[0] != '.' && rt_valid_id(e->d_name))
 			collect_id(e->d_name, &l);
 	if (d)
 		closedir(d);
@@ -701,7 +708,7 @@ int rt_reclaim(const char *const *live_ids, size_t n, cube_err *err)
 		bool live = false;
 		for (size_t j = 0; j < n && !live; j++)
 			live = live_ids[j] && strcmp(live_ids[j], l.ids[i]) == 0;
-		if (live || !valid_id(l.ids[i]))
+		if (live || !rt_valid_id(l.ids[i]))
 			continue;
 		cube_err e2 = {0};
 		if (rt_kill(l.ids[i], NULL, &e2) < 0)

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "runtime/criu.h"
 #include "runtime/runtime.h"
 
 #define UID_BASE 200000000u
@@ -552,6 +554,44 @@ static void test_adopt(void **s)
 	assert_int_equal(rt_adopt("adopt1", sb.pid, sb.start_time, &again, &err), -1);
 }
 
+/* What a CRIU restore is checked against before it may serve (runtime/criu.c): a booted sandbox passes,
+ * processes that are not confined like one do not. */
+static void test_confinement_check(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb, other;
+	cube_err err = {0};
+	start_ok("conf1", 256ULL << 20, 128, &sb);
+	if (rt_check_confined("conf1", sb.pid, sb.netns_fd, &err) < 0)
+		fail_msg("a booted sandbox fails the check: %s", err.msg);
+	/* another sandbox's init: not in this cgroup, nor in this network namespace */
+	start_ok("conf2", 256ULL << 20, 128, &other);
+	assert_int_equal(rt_check_confined("conf1", other.pid, sb.netns_fd, &err), -1);
+	assert_non_null(strstr(err.msg, "not in the cgroup"));
+	assert_int_equal(rt_check_confined("conf2", other.pid, sb.netns_fd, &err), -1);
+	assert_non_null(strstr(err.msg, "network namespace"));
+	/* a process of the sandbox's cgroup that shares the host's namespaces: cubed's own child moved in */
+	pid_t child = fork();
+	if (child == 0) {
+		pause();
+		_exit(0);
+	}
+	char path[256], pidtxt[16];
+	snprintf(pidtxt, sizeof pidtxt, "%d", (int)child);
+	snprintf(path, sizeof path, "/sys/fs/cgroup/cubesandbox/%s/conf1/cgroup.procs", instance);
+	int moved = cube_write_file(path, pidtxt) == 0;
+	snprintf(path, sizeof path, "/sys/fs/cgroup/freezer/cubesandbox/%s/conf1/tasks", instance);
+	if (!moved)
+		moved = cube_write_file(path, pidtxt) == 0;
+	assert_true(moved);
+	assert_int_equal(rt_check_confined("conf1", child, -1, &err), -1);
+	assert_non_null(strstr(err.msg, "shares cubed's mnt namespace"));
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	kill_ok("conf1", &sb);
+	kill_ok("conf2", &other);
+}
+
 static void test_stats(void **s)
 {
 	(void)s;
@@ -830,6 +870,7 @@ int main(void)
 		cmocka_unit_test(test_kill_is_complete_and_idempotent),
 		cmocka_unit_test(test_reclaim_removes_leftovers),
 		cmocka_unit_test(test_adopt),
+		cmocka_unit_test(test_confinement_check),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_cpu_quota),
 		cmocka_unit_test(test_freeze_and_thaw),

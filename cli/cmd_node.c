@@ -1,0 +1,56 @@
+/* cubemastercli node: what this cubed node is and can do (GET /admin/node, admin socket only): its
+ * version and whether pause to disk checkpoints processes with CRIU, or why not. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void node_usage(FILE *out)
+{
+	fprintf(out, "Usage: cubemastercli node [--json]\n"
+		     "Show the node's version and whether CRIU process checkpoints are available (and why not).\n");
+}
+
+int cmd_node(const struct cli_ctx *ctx_in, int argc, char **argv)
+{
+	struct cli_ctx ctx = *ctx_in;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			ctx.json = 1;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			node_usage(stdout);
+			return CLI_OK;
+		} else {
+			cli_err("node: unexpected argument '%s'", argv[i]);
+			node_usage(stderr);
+			return CLI_UNREACHABLE;
+		}
+	}
+	struct cli_response resp;
+	int rc = cli_request(&ctx, "GET", "/admin/node", NULL, &resp);
+	if (rc)
+		return rc;
+	if ((rc = cli_check_status(&resp))) {
+		cli_response_free(&resp);
+		return rc;
+	}
+	json_t *j = cli_response_json(&resp);
+	cli_response_free(&resp);
+	if (!j)
+		return CLI_API_ERROR;
+	if (ctx.json) {
+		cli_print_json(j);
+	} else {
+		json_t *c = json_object_get(j, "criu");
+		const char *path = json_string_value(json_object_get(c, "path"));
+		const char *version = json_string_value(json_object_get(c, "version"));
+		printf("version  %s\n", json_string_value(json_object_get(j, "version")) ?: "?");
+		if (json_is_true(json_object_get(c, "available")))
+			printf("criu     available (%s%s%s): pause to disk checkpoints processes\n", path ?: "?",
+			       version ? " " : "", version ?: "");
+		else
+			printf("criu     unavailable: %s\n", json_string_value(json_object_get(c, "reason")) ?: "?");
+	}
+	json_decref(j);
+	return CLI_OK;
+}
