@@ -12,12 +12,12 @@
 // Usage: node bench/lifecycle.mjs [--out bench/lifecycle-results.json]   (needs build/ and the test template)
 // Environment: BENCH_SIZES_MB (0,10,100,1024), BENCH_N_LC (10 per size), BENCH_N_LC_BIG (5 for sizes ≥ 1 GB),
 //              BENCH_N_CREATE (30), BENCH_FORK (10 children), BENCH_N_FORK (5 forks per size),
-//              BENCH_N_FORK_BIG (3 for sizes ≥ 1 GB), BENCH_TPL_MB (2048).
+//              BENCH_N_FORK_BIG (3 for sizes ≥ 1 GB), BENCH_N_EVICT (5; BENCH_N_EVICT_BIG 3), BENCH_TPL_MB (2048).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Cubed, api, run, templatesDir } from '../tests/e2e/harness.mjs';
+import { Cubed, api, bin, run, templatesDir, waitFor } from '../tests/e2e/harness.mjs';
 import { arg, createSandbox, logTimes, machine, printRows, r2, sh, summary } from './lib.mjs';
 
 const outPath = arg('--out', 'bench/lifecycle-results.json');
@@ -31,7 +31,10 @@ const N_FORK_BIG = Number(process.env.BENCH_N_FORK_BIG || 3);
 const TPL_MB = Number(process.env.BENCH_TPL_MB || 2048);
 const TPL = 'bench-lifecycle';
 const BLOB = '/home/user/blob';
+const N_EVICT = Number(process.env.BENCH_N_EVICT || 5);
+const N_EVICT_BIG = Number(process.env.BENCH_N_EVICT_BIG || 3);
 const iterations = (mb) => (mb >= 1024 ? N_BIG : N);
+const evictIterations = (mb) => (mb >= 1024 ? N_EVICT_BIG : N_EVICT);
 
 const timed = async (fn) => { const t0 = performance.now(); const v = await fn(); return [performance.now() - t0, v]; };
 
@@ -204,6 +207,68 @@ async function createCompare(c) {
   return { createFromTemplateMs: summary(tpl), createFromSnapshotMs: summary(snap) };
 }
 
+// Eviction of a sandbox paused in memory to disk (docs/lifecycle.md, "Eviction"), when this cubed has it:
+// `mb` MB changed, paused in memory, then moved to disk (a) by the idle policy (--evict-paused-after 1;
+// the time is cubed's own, from the sandbox's log: freeze already done, copy, fsync, processes ended) and
+// (b) by a create on a full node (--max-sandboxes 1: the create waits for the eviction and takes the slot;
+// timed as the client sees the create); after each, connect boots it from disk and its blob is checked.
+async function evictBench(tplDir) {
+  const help = await run(bin.cubed, ['--help']);
+  if (!/--evict-paused-after/.test(help.stdout + help.stderr)) return null;
+  const evicted = /evicted to disk \([^)]*\) in (\d+) ms/;
+  const out = {};
+  const idle = await new Cubed({ extraArgs: ['--templates-dir', tplDir, '--evict-paused-after', '1'] }).start();
+  try {
+    for (const mb of SIZES_MB) {
+      process.stderr.write(`[lifecycle] eviction after 1 s paused, ${mb} MB\n`);
+      const ev = [], conn = [];
+      for (let i = 0; i < evictIterations(mb); i++) {
+        const sbx = await createSandbox(idle, { templateID: TPL });
+        const sum = await writeBlob(idle, sbx, mb);
+        await call(idle, 'POST', `/sandboxes/${sbx.sandboxID}/pause`, {}, 204);
+        const done = await waitFor(async () => (await logTimes(idle, sbx.sandboxID, evicted)).map((ms) => ({ ms }))[0], 120_000, 20);
+        if (!done) throw new Error(`${sbx.sandboxID} was not evicted within 120 s`);
+        ev.push(done.ms);
+        const [cms] = await timed(() => call(idle, 'POST', `/v2/sandboxes/${sbx.sandboxID}/connect`, { timeout: 600 }, 201));
+        conn.push(cms);
+        await checkBlob(idle, sbx, sum, 'connect after eviction');
+        await call(idle, 'DELETE', `/sandboxes/${sbx.sandboxID}`, undefined, 204);
+      }
+      out[mb] = { idleEvictInCubedMs: summary(ev), connectAfterEvictMs: summary(conn) };
+    }
+  } finally {
+    await idle.stop();
+  }
+  const full = await new Cubed({ extraArgs: ['--templates-dir', tplDir, '--max-sandboxes', '1'] }).start();
+  try {
+    for (const mb of SIZES_MB) {
+      process.stderr.write(`[lifecycle] eviction by a create on a full node, ${mb} MB\n`);
+      const create = [], ev = [];
+      for (let i = 0; i < evictIterations(mb); i++) {
+        const a = await createSandbox(full, { templateID: TPL });
+        const sum = await writeBlob(full, a, mb);
+        await call(full, 'POST', `/sandboxes/${a.sandboxID}/pause`, {}, 204);
+        const [ms, b] = await timed(() => createSandbox(full, { templateID: TPL }));
+        create.push(ms);
+        ev.push((await logTimes(full, a.sandboxID, evicted))[0]);
+        await call(full, 'DELETE', `/sandboxes/${b.sandboxID}`, undefined, 204);
+        // The slot comes back once b is gone; connect boots a from disk.
+        const r = await waitFor(async () => {
+          const x = await api(full, 'POST', `/v2/sandboxes/${a.sandboxID}/connect`, { body: { timeout: 600 }, timeoutMs: 300_000 });
+          return x.status === 429 ? null : x;
+        }, 10_000, 20);
+        if (r?.status !== 201) throw new Error(`connect after eviction: ${r?.status} ${r?.text}`);
+        await checkBlob(full, a, sum, 'connect after eviction by a create');
+        await call(full, 'DELETE', `/sandboxes/${a.sandboxID}`, undefined, 204);
+      }
+      Object.assign(out[mb], { createOnFullNodeMs: summary(create), fullNodeEvictInCubedMs: summary(ev) });
+    }
+  } finally {
+    await full.stop();
+  }
+  return out;
+}
+
 async function main() {
   if (!fs.existsSync(path.join(templatesDir, 'base', 'template.json'))) {
     throw new Error(`no test template in ${templatesDir}/base: run bash scripts/build-base-template.sh ${templatesDir}`);
@@ -228,8 +293,12 @@ async function main() {
     for (const mb of SIZES_MB) results.sizes[mb].connectFromDiskOverCreate = r2(results.sizes[mb].connectFromDiskMs.p50 / base);
     results.create.snapshotOverTemplate = r2(results.create.createFromSnapshotMs.p50 / base);
   } finally {
-    results.loadavgEnd = os.loadavg().map(r2);
     await c.stop();
+  }
+  try { // a failure here (e.g. a changed log line) must not cost the results above
+    results.evict = await evictBench(tplDir).catch((e) => ({ error: String(e?.message ?? e) }));
+  } finally {
+    results.loadavgEnd = os.loadavg().map(r2);
     fs.rmSync(tplDir, { recursive: true, force: true });
   }
   fs.writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
@@ -246,6 +315,14 @@ async function main() {
       [`${mb} MB: host copy + fsync`, h.totalMs, `${rate(h.mbPerS)} (copy ${h.copyMs.p50}, fsync ${h.fsyncMs.p50}; ` +
         `to tmpfs ${h.copyToTmpfsMs.p50}, umount ${h.umountMs})`]);
   }
+  for (const mb of results.evict && !results.evict.error ? SIZES_MB : []) {
+    const e = results.evict[mb];
+    rows.push([`${mb} MB: evict after 1 s paused (cubed)`, e.idleEvictInCubedMs],
+      [`${mb} MB: connect after eviction`, e.connectAfterEvictMs],
+      [`${mb} MB: create on a full node (evicts)`, e.createOnFullNodeMs, `eviction in cubed ${e.fullNodeEvictInCubedMs.p50} ms`]);
+  }
+  if (!results.evict) rows.push(['eviction', 'not measured: this cubed has no --evict-paused-after']);
+  else if (results.evict.error) rows.push(['eviction', `failed: ${results.evict.error}`]);
   rows.push(['create from template', results.create.createFromTemplateMs],
     ['create from snapshot (10 MB)', results.create.createFromSnapshotMs, `${results.create.snapshotOverTemplate}x`]);
   printRows(`lifecycle, ${outPath} (load ${results.machine.loadavg.join(' ')} → ${results.loadavgEnd.join(' ')})`, rows);
