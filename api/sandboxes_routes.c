@@ -201,9 +201,9 @@ static struct async_ctx *async_begin(http_req *req, int status)
 
 static void connect_sandbox(http_req *req, const char *id, const char *body, size_t len, int v2)
 {
-	int seconds;
+	int seconds, memory;
 	cube_err err = {0};
-	if (api_parse_connect(body, len, v2, api_cfg.max_timeout_s, &seconds, &err) < 0) {
+	if (api_parse_connect(body, len, v2, api_cfg.max_timeout_s, &seconds, &memory, &err) < 0) {
 		api_send_err(req, &err);
 		return;
 	}
@@ -216,20 +216,11 @@ static void connect_sandbox(http_req *req, const char *id, const char *body, siz
 		http_resp_error(req, 404, "Paused sandbox \"%s\" doesn't exist or you don't have access to it", id);
 		return;
 	}
-	if (sb->state == SBX_PAUSED && sb->on_disk) { /* boots again from its saved layers: 201 when up */
+	if (sb->state == SBX_PAUSED) {
+		/* Thawed at once, or booted from its files (paused or evicted to disk, or memory:false). */
 		struct async_ctx *ctx = async_begin(req, 201);
 		if (ctx)
-			sbx_resume_from_disk(sb, seconds, async_done, ctx);
-		return;
-	}
-	if (sb->state == SBX_PAUSED) {
-		/* memory: false would mean a cold boot from disk; a memory pause resumes as it was: its
-		 * processes are still there (docs/lifecycle.md). */
-		if (sbx_resume(sb, seconds, &err) < 0) {
-			api_send_err(req, &err);
-			return;
-		}
-		api_send_json(req, 201, api_sandbox_json(sb));
+			sbx_connect(sb, seconds, memory, async_done, ctx);
 		return;
 	}
 	sbx_set_timeout(sb, seconds, 1); /* end = max(end, now + timeout) */
@@ -291,9 +282,9 @@ void api_pause(http_req *req, const char *id)
 
 static void resume_body(http_req *req, const char *id, const char *body, size_t len)
 {
-	int seconds;
+	int seconds, memory;
 	cube_err err = {0};
-	if (api_parse_resume(body, len, api_cfg.max_timeout_s, &seconds, &err) < 0) {
+	if (api_parse_resume(body, len, api_cfg.max_timeout_s, &seconds, &memory, &err) < 0) {
 		api_send_err(req, &err);
 		return;
 	}
@@ -306,11 +297,9 @@ static void resume_body(http_req *req, const char *id, const char *body, size_t 
 		http_resp_error(req, 409, "Sandbox \"%s\" is already running", id);
 		return;
 	}
-	if (sbx_resume(sb, seconds, &err) < 0) {
-		api_send_err(req, &err);
-		return;
-	}
-	api_send_json(req, 201, api_sandbox_json(sb));
+	struct async_ctx *ctx = async_begin(req, 201);
+	if (ctx)
+		sbx_connect(sb, seconds, memory, async_done, ctx);
 }
 
 void api_resume(http_req *req, const char *id)

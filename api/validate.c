@@ -260,7 +260,8 @@ int api_parse_refresh(const char *body, size_t len, int *duration_s, cube_err *e
 	return 0;
 }
 
-int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, cube_err *err)
+int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, int *memory,
+		      cube_err *err)
 {
 	json_t *root = load_object(body, len, v2, err);
 	if (!root)
@@ -269,6 +270,7 @@ int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout
 	int rc = read_seconds(root, "timeout", &t, &present, err);
 	if (rc == 0)
 		rc = check_type(root, "memory", is_bool, "a boolean", err);
+	*memory = !json_is_false(field(root, "memory"));
 	json_decref(root);
 	if (rc < 0)
 		return -1;
@@ -293,7 +295,7 @@ int api_parse_pause(const char *body, size_t len, int *memory, cube_err *err)
 	return rc;
 }
 
-int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, cube_err *err)
+int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, int *memory, cube_err *err)
 {
 	json_t *root = load_object(body, len, 1, err);
 	if (!root)
@@ -304,6 +306,7 @@ int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *
 		rc = check_type(root, "memory", is_bool, "a boolean", err);
 	if (rc == 0)
 		rc = check_type(root, "autoPause", is_bool, "a boolean", err);
+	*memory = !json_is_false(field(root, "memory"));
 	json_decref(root);
 	if (rc < 0)
 		return -1;

@@ -41,13 +41,14 @@ int api_parse_set_timeout(const char *body, size_t len, unsigned max_timeout_s, 
 /* {"duration"?: 0..3600}; default API_REFRESH_DEFAULT_S. */
 int api_parse_refresh(const char *body, size_t len, int *duration_s, cube_err *err);
 /* ConnectSandbox (v1: timeout required) / ConnectSandboxV2 (body optional, timeout default 300). */
-int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, cube_err *err);
+int api_parse_connect(const char *body, size_t len, int v2, unsigned max_timeout_s, int *timeout_s, int *memory,
+		      cube_err *err);
 /* SandboxNetworkUpdateConfig (PUT /sandboxes/{id}/network): replace semantics, omitted = cleared. */
 int api_parse_network_update(const char *body, size_t len, struct net_policy *out, cube_err *err);
 /* SandboxPauseRequest {memory?: bool} (body optional); *memory = 0 for a pause to disk (memory: false). */
 int api_parse_pause(const char *body, size_t len, int *memory, cube_err *err);
 /* ResumedSandbox {timeout?: default 15, autoPause?, memory?} (deprecated resume; body optional). */
-int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, cube_err *err);
+int api_parse_resume(const char *body, size_t len, unsigned max_timeout_s, int *timeout_s, int *memory, cube_err *err);
 /* AdminAPIKeyCreate {"name": non-empty string}. *name is malloc'd. */
 int api_parse_apikey_create(const char *body, size_t len, char **name, cube_err *err);
 

@@ -69,6 +69,11 @@ unsigned long long adm_mem_available_mb(void)
 	return A.avail_mb;
 }
 
+void adm_memory_changed(void)
+{
+	A.avail_at_ms = 0;
+}
+
 static void refused(const char *why)
 {
 	char labels[64] = "";

@@ -24,5 +24,7 @@ int adm_has_room(unsigned extra_slots);
 const struct adm_config *adm_config(void);
 /* Host MemAvailable in MiB (cached for 100 ms). */
 unsigned long long adm_mem_available_mb(void);
+/* Memory was just given back (a sandbox ended): the next reading is taken fresh. */
+void adm_memory_changed(void);
 
 #endif

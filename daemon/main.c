@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/admission.h"
+#include "daemon/eviction.h"
 #include "daemon/pool.h"
 #include "daemon/sandboxes.h"
 #include "daemon/templates.h"
@@ -33,6 +34,8 @@ struct options {
 	unsigned long long max_upload_bytes;
 	long long memory_reserve_mb; /* -1: default */
 	long long sandboxes_memory_mb; /* -1: default */
+	unsigned evict_after_s, evict_above_pct;
+	long long evict_below_mb; /* -1: default */
 };
 
 static uv_loop_t *loop;
@@ -58,6 +61,10 @@ static void usage(FILE *out)
 		"                           (default 5%% of RAM, at least 256; 0 = off)\n"
 		"  --sandboxes-memory-mb N  memory limit of all sandboxes together (kernel-enforced)\n"
 		"                           (default RAM minus the reserve; 0 = none)\n"
+"  --evict-paused-after S   move sandboxes paused in memory for S seconds to disk (default 0 = never)\n"
+		"  --evict-below-mb N       move paused sandboxes to disk while host MemAvailable is below N MiB\n"
+		"                           (default twice the memory reserve; 0 = never)\n"
+		"  --evict-above-pct P      ... and while all sandboxes use P%% of their memory cap (default 90; 0 = never)\n"
 		"  --net-pool CIDR          sandbox addresses, a /30 each (default " NET_DEFAULT_POOL ")\n"
 		"  --dns-upstream IP[:PORT] where the sandboxes' resolver forwards (default: /etc/resolv.conf)\n"
 		"  --criu PATH              criu binary for process checkpoints on pause to disk (default: criu\n"
@@ -78,6 +85,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"log-level", required_argument, 0, 'l'},   {"help", no_argument, 0, 'h'},
 		{"max-sandboxes", required_argument, 0, 'M'}, {"memory-reserve-mb", required_argument, 0, 'R'},
 		{"sandboxes-memory-mb", required_argument, 0, 'C'},
+		{"evict-paused-after", required_argument, 0, 'E'}, {"evict-below-mb", required_argument, 0, 'B'},
+		{"evict-above-pct", required_argument, 0, 'P'},
 		{"net-pool", required_argument, 0, 'N'},      {"dns-upstream", required_argument, 0, 'D'},
 		{"criu", required_argument, 0, 'K'},          {"no-criu", no_argument, 0, 'k'},
 		{"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
@@ -86,7 +95,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		.api = "127.0.0.1:3000", .proxy = "127.0.0.1:3001", .state_dir = "/var/lib/cubesandbox",
 		.domain = "localhost", .uid_base = 200000000, .uid_count = 65536, .max_timeout_s = 86400,
 		.max_upload_bytes = 1ULL << 30, .max_sandboxes = 1000, .memory_reserve_mb = -1,
-		.sandboxes_memory_mb = -1,
+		.sandboxes_memory_mb = -1, .evict_below_mb = -1, .evict_above_pct = 90,
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -104,6 +113,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'M': o->max_sandboxes = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': o->memory_reserve_mb = strtoll(optarg, NULL, 10); break;
 		case 'C': o->sandboxes_memory_mb = strtoll(optarg, NULL, 10); break;
+		case 'E': o->evict_after_s = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'B': o->evict_below_mb = strtoll(optarg, NULL, 10); break;
+		case 'P': o->evict_above_pct = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'N': o->net_pool = optarg; break;
 		case 'D': o->dns_upstream = optarg; break;
 		case 'K': o->criu = optarg; break;
@@ -271,6 +283,9 @@ int main(int argc, char **argv)
 		return die("template jobs", &err);
 	if (pool_init(loop, &err) < 0)
 		return die("pool", &err);
+	struct evict_config ec = {.idle_s = o.evict_after_s, .cap_pct = o.evict_above_pct,
+				  .host_low_mb = o.evict_below_mb >= 0 ? (unsigned long long)o.evict_below_mb : 2 * adc.reserve_mb};
+	evict_init(loop, &ec);
 
 	struct api_config ac = {.local_auth = o.local_auth, .domain = o.domain, .max_timeout_s = o.max_timeout_s};
 	api_init(&ac);
@@ -304,6 +319,7 @@ int main(int argc, char **argv)
 	log_info("admission: at most %u sandboxes, memory reserve %llu MiB; all sandboxes capped at %llu MiB", adc.max_sandboxes,
 		 adc.reserve_mb, cap_mb);
 	uv_run(loop, UV_RUN_DEFAULT);
+	evict_shutdown();
 	pool_shutdown(); /* pooled sandboxes are never adopted: destroy them now */
 	tjobs_shutdown();
 	size_t live = sbx_count();

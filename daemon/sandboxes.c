@@ -21,6 +21,7 @@
 #include "common/metrics.h"
 #include "common/util.h"
 #include "daemon/admission.h"
+#include "daemon/eviction.h"
 #include "daemon/pool.h"
 #include "daemon/snapshots.h"
 #include "image/layer_store.h"
@@ -441,6 +442,7 @@ int sbx_pause(struct sandbox *sb, cube_err *err)
 		return cube_wrap(err, "pause sandbox %s", sb->id);
 	long long took = mono_us() - t0;
 	sb->state = SBX_PAUSED;
+	sb->paused_mono_ms = cube_mono_ms();
 	cube_err serr;
 	if (store_sandbox_set_paused(sb->id, 1, sb->end_ms, &serr) < 0)
 		log_error("sandbox %s: persist pause: %s", sb->id, serr.msg);
@@ -500,7 +502,7 @@ struct create_work {
 	uint64_t t0;
 	struct net_policy network;
 	int restart;               /* sbx_restart: kill the old runtime first; keep the traffic token */
-	int from_disk;             /* sbx_resume_from_disk: on failure it stays paused to disk */
+	int from_disk;             /* booting from disk (sbx_connect): on failure it stays paused to disk */
 	char traffic_token[48];
 	char *layer_paths[RT_MAX_LAYERS]; /* saved layers + the template's (from_disk) */
 };
@@ -817,6 +819,119 @@ static void start(struct sandbox *sb, const struct tpl *t, const struct net_poli
 	uv_queue_work(S.cfg.loop, &cw->work, create_in_worker, create_done);
 }
 
+/* ---- admission: a full node first gives up what it can without losing anything ---- */
+
+typedef void (*admit_cb)(int admitted, const cube_err *err, void *arg);
+
+struct admit_wait {
+	unsigned memory_mb;
+	admit_cb then;
+	void *arg;
+};
+
+static void admit_after_evict(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	struct admit_wait *aw = arg;
+	cube_err e = {0};
+	(void)sb;
+	(void)err; /* a failed eviction gave nothing back: the retry says so */
+	adm_memory_changed();
+	int ok = adm_acquire(aw->memory_mb, &e) == 0;
+	aw->then(ok, &e, aw->arg);
+	free(aw);
+}
+
+/* A slot for memory_mb. When the node is full: an idle pooled sandbox is discarded, else the sandbox
+ * paused in memory longest ago (never `except`) is moved to disk. 1: admitted now; 0: an eviction
+ * runs and then() tells once it ended; -1: refused (err, 429 with nothing to give up). */
+static int admit(unsigned memory_mb, const char *except, admit_cb then, void *arg, cube_err *err)
+{
+	if (adm_acquire(memory_mb, err) == 0)
+		return 1;
+	if (err->status != 429)
+		return -1;
+	if (pool_evict_one() && adm_acquire(memory_mb, err) == 0)
+		return 1;
+	struct admit_wait *aw = err->status == 429 ? calloc(1, sizeof *aw) : NULL;
+	if (!aw)
+		return -1;
+	*aw = (struct admit_wait){.memory_mb = memory_mb, .then = then, .arg = arg};
+	if (!evict_oldest("admission", except, admit_after_evict, aw)) {
+		free(aw);
+		return -1;
+	}
+	return 0;
+}
+
+/* A create that waits for an eviction keeps its request. */
+struct create_wait {
+	char tpl[128];
+	unsigned memory_mb;        /* the slot taken after the eviction is for this much */
+	json_t *metadata, *env_vars;
+	struct sbx_create_req req;
+	struct net_policy policy;
+	sbx_create_cb cb;
+	void *arg;
+};
+
+static void create_admitted(const struct tpl *t, const struct sbx_create_req *req, const struct net_policy *policy,
+			    sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	struct sandbox *sb = sandbox_for(t);
+	if (!sb) {
+		adm_release((unsigned)t->memory_mb);
+		cube_fail(&err, 500, ENOMEM, "create sandbox");
+		cb(NULL, &err, arg);
+		return;
+	}
+	apply_request(sb, t, req);
+	sb->state = SBX_STARTING;
+	start(sb, t, policy, NULL, 0, cb, arg);
+}
+
+static void create_after_evict(int admitted, const cube_err *aerr, void *arg)
+{
+	struct create_wait *w = arg;
+	cube_err err = {0};
+	const struct tpl *t = admitted ? tpl_find(w->tpl) : NULL;
+	if (!admitted) {
+		w->cb(NULL, aerr, w->arg);
+	} else if (!t || (unsigned)t->memory_mb != w->memory_mb) { /* deleted or changed meanwhile */
+		adm_release(w->memory_mb);
+		cube_fail(&err, t ? 503 : 404, 0, t ? "template '%s' changed while the node made room; retry" :
+			  "template '%s' not found", w->tpl);
+		w->cb(NULL, &err, w->arg);
+	} else {
+		create_admitted(t, &w->req, &w->policy, w->cb, w->arg);
+	}
+	json_decref(w->metadata);
+	json_decref(w->env_vars);
+	net_policy_free(&w->policy);
+	free(w);
+}
+
+static struct create_wait *create_wait_new(const struct tpl *t, const struct sbx_create_req *req,
+					   struct net_policy *policy, sbx_create_cb cb, void *arg)
+{
+	struct create_wait *w = calloc(1, sizeof *w);
+	if (!w)
+		return NULL;
+	snprintf(w->tpl, sizeof w->tpl, "%s", t->name);
+	w->memory_mb = (unsigned)t->memory_mb;
+	w->metadata = req->metadata ? json_incref(req->metadata) : NULL;
+	w->env_vars = req->env_vars ? json_incref(req->env_vars) : NULL;
+	w->req = *req;
+	w->req.template_ref = w->tpl;
+	w->req.metadata = w->metadata;
+	w->req.env_vars = w->env_vars;
+	w->req.network = NULL;
+	w->policy = *policy; /* moved: the caller must not free it */
+	w->cb = cb;
+	w->arg = arg;
+	return w;
+}
+
 void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
@@ -837,24 +952,21 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg)
 		net_policy_free(&policy);
 		return;
 	}
-	/* A full node first gives up an idle pooled sandbox: the pool never starves real requests. */
-	if (adm_acquire((unsigned)t->memory_mb, &err) < 0 &&
-	    (err.status != 429 || !pool_evict_one() || adm_acquire((unsigned)t->memory_mb, &err) < 0)) {
-		net_policy_free(&policy);
+	/* A full node gives up an idle pooled sandbox or moves a paused one to disk: real requests first. */
+	struct create_wait *w = create_wait_new(t, req, &policy, cb, arg);
+	int admitted = w ? admit((unsigned)t->memory_mb, NULL, create_after_evict, w, &err)
+			 : cube_fail(&err, 500, ENOMEM, "create sandbox");
+	if (admitted == 0)
+		return; /* create_after_evict goes on */
+	if (admitted > 0)
+		create_admitted(t, req, &policy, cb, arg);
+	else
 		cb(NULL, &err, arg);
-		return;
+	if (w) {
+		json_decref(w->metadata);
+		json_decref(w->env_vars);
+		free(w);
 	}
-	struct sandbox *sb = sandbox_for(t);
-	if (!sb) {
-		net_policy_free(&policy);
-		adm_release((unsigned)t->memory_mb);
-		cube_fail(&err, 500, ENOMEM, "create sandbox");
-		cb(NULL, &err, arg);
-		return;
-	}
-	apply_request(sb, t, req);
-	sb->state = SBX_STARTING;
-	start(sb, t, &policy, NULL, 0, cb, arg);
 	net_policy_free(&policy);
 }
 
@@ -915,6 +1027,7 @@ struct disk_work {
 	uv_work_t work;
 	struct sandbox *sb;        /* holds a reference */
 	char upper[PATH_MAX], dir[PATH_MAX], scratch[PATH_MAX + 32], final[PATH_MAX + 32], name[32];
+	const char *evict;         /* eviction of a memory-paused sandbox: its reason; NULL = a pause to disk */
 	sbx_create_cb cb;
 	void *arg;
 	cube_err err;
@@ -953,7 +1066,17 @@ static void disk_kill_done(uv_work_t *w, int status)
 		log_warn("sandbox %s: end processes after pause to disk: %s", sb->id, dw->err.msg);
 	sb->rt.pid = -1;
 	sb->snapshotting = 0;
-	sbx_log(sb, "info", "sandbox paused to disk in %lld ms (layer %s)", cube_mono_ms() - dw->t0, dw->name);
+	sb->evicting = 0;
+	if (dw->evict) {
+		char labels[64] = "";
+		metrics_label(labels, sizeof labels, "reason", dw->evict);
+		metrics_counter_add("cube_sandboxes_evicted_total",
+				    "Sandboxes paused in memory that were moved to disk, by reason", labels, 1);
+		sbx_log(sb, "info", "sandbox evicted to disk (%s) in %lld ms (layer %s); its processes ended, its files "
+			"are kept and connect boots it again", dw->evict, cube_mono_ms() - dw->t0, dw->name);
+	} else {
+		sbx_log(sb, "info", "sandbox paused to disk in %lld ms (layer %s)", cube_mono_ms() - dw->t0, dw->name);
+	}
 	dw->cb(sb->state == SBX_PAUSED ? sb : NULL, &dw->err, dw->arg);
 	sandbox_unref(sb);
 	free(dw);
@@ -964,17 +1087,21 @@ static void disk_copy_done(uv_work_t *w, int status)
 	(void)status;
 	struct disk_work *dw = (struct disk_work *)w;
 	struct sandbox *sb = dw->sb;
-	if (dw->rc == 0 && sb->state != SBX_RUNNING) { /* killed, or paused in memory, meanwhile */
-		dw->rc = cube_fail(&dw->err, sb->state == SBX_PAUSED ? 409 : 404, 0, "sandbox %s was %s during its pause to disk",
-				   sb->id, sb->state == SBX_PAUSED ? "paused in memory" : "killed");
+	/* Only a kill can intervene (resume, pause and restart wait or refuse while snapshotting); a pause
+	 * to disk started RUNNING, an eviction PAUSED. */
+	if (dw->rc == 0 && sb->state != (dw->evict ? SBX_PAUSED : SBX_RUNNING)) {
+		dw->rc = cube_fail(&dw->err, sb->state == SBX_PAUSED ? 409 : 404, 0, "sandbox %s was %s during its %s",
+				   sb->id, sb->state == SBX_PAUSED ? "paused in memory" : "killed",
+				   dw->evict ? "eviction to disk" : "pause to disk");
 		layer_store_remove_tree(dw->final);
 	}
 	if (dw->rc < 0) {
 		sb->snapshotting = 0;
+		sb->evicting = 0;
 		cube_err terr = {0};
 		if (sb->state == SBX_RUNNING && rt_thaw(sb->id, &sb->rt, &terr) < 0)
 			log_error("sandbox %s: thaw after a failed pause to disk: %s", sb->id, terr.msg);
-		log_warn("sandbox %s: pause to disk failed: %s", sb->id, dw->err.msg);
+		log_warn("sandbox %s: %s failed: %s", sb->id, dw->evict ? "eviction to disk" : "pause to disk", dw->err.msg);
 		dw->cb(NULL, &dw->err, dw->arg);
 		sandbox_unref(sb);
 		free(dw);
@@ -1001,13 +1128,19 @@ static void disk_copy_done(uv_work_t *w, int status)
 	uv_queue_work(S.cfg.loop, &dw->work, disk_kill_in_worker, disk_kill_done);
 }
 
-void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
+/* Pause to disk (evict NULL: a RUNNING sandbox, frozen here) or eviction (a PAUSED one, frozen already). */
+static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
 	const struct tpl *t = tpl_find(sbx_layers_template(sb));
 	json_t *old = sb->disk ? json_object_get(sb->disk, "layers") : NULL;
 	size_t n = json_array_size(old) + 1 + (t ? t->n_layers : 0);
-	if (sb->state == SBX_PAUSED)
+	if (evict && (sb->state != SBX_PAUSED || sb->on_disk || sb->snapshotting))
+		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id, sb->state != SBX_PAUSED ? "not paused" :
+			  sb->on_disk ? "already on disk" : "being snapshotted or moved to disk");
+	else if (evict)
+		; /* checked below like a pause to disk */
+	else if (sb->state == SBX_PAUSED)
 		cube_fail(&err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
 	else if (sb->state != SBX_RUNNING || sb->snapshotting)
 		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id, sb->snapshotting ? "being snapshotted" :
@@ -1022,7 +1155,7 @@ void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
 		cube_fail(&err, 500, ENOMEM, "pause to disk");
 	if (dw && rt_layer_upper(sb->id, dw->upper, sizeof dw->upper) < 0)
 		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
-	if (dw && !err.status && rt_freeze(sb->id, &sb->rt, &err) < 0)
+	if (dw && !err.status && !evict && rt_freeze(sb->id, &sb->rt, &err) < 0)
 		cube_wrap(&err, "pause sandbox %s", sb->id);
 	if (err.status) {
 		free(dw);
@@ -1030,6 +1163,7 @@ void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
 		return;
 	}
 	dw->sb = sb;
+	dw->evict = evict;
 	sb->refs++;
 	dw->cb = cb;
 	dw->arg = arg;
@@ -1039,68 +1173,35 @@ void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
 	snprintf(dw->scratch, sizeof dw->scratch, "%s/.copy-%s", dw->dir, dw->name);
 	snprintf(dw->final, sizeof dw->final, "%s/%s", dw->dir, dw->name);
 	sb->snapshotting = 1;
+	sb->evicting = evict != NULL;
 	uv_queue_work(S.cfg.loop, &dw->work, disk_copy_in_worker, disk_copy_done);
 }
 
-/* A connect that arrives while a pause to disk is still ending the processes waits for it. */
-struct resume_wait {
-	uv_timer_t timer;
-	char id[32];
-	int timeout_s, tries;
-	sbx_create_cb cb;
-	void *arg;
-};
-
-static void resume_wait_closed(uv_handle_t *h)
+void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
 {
-	free(h->data);
+	to_disk(sb, NULL, cb, arg);
 }
 
-static void resume_wait_tick(uv_timer_t *t)
+void sbx_evict(struct sandbox *sb, const char *reason, sbx_create_cb cb, void *arg)
 {
-	struct resume_wait *rw = t->data;
-	struct sandbox *sb = sbx_find(rw->id);
-	if (sb && sb->on_disk && sb->snapshotting && ++rw->tries < 1000)
-		return; /* still ending its processes (each tick 10 ms) */
-	uv_timer_stop(t);
-	if (sb) {
-		sbx_resume_from_disk(sb, rw->timeout_s, rw->cb, rw->arg);
-	} else {
-		cube_err err = {0};
-		cube_fail(&err, 404, 0, "sandbox %s was killed", rw->id);
-		rw->cb(NULL, &err, rw->arg);
-	}
-	uv_close((uv_handle_t *)t, resume_wait_closed);
+	to_disk(sb, reason ? reason : "policy", cb, arg);
 }
 
-void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg)
+/* ---- connect: thaw, or boot from disk ---- */
+
+/* Boot a sandbox paused to disk (its admission slot taken) on its saved layers. */
+static void boot_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
-	struct resume_wait *rw = sb->on_disk && sb->snapshotting ? calloc(1, sizeof *rw) : NULL;
-	if (rw) {
-		snprintf(rw->id, sizeof rw->id, "%s", sb->id);
-		rw->timeout_s = timeout_s;
-		rw->cb = cb;
-		rw->arg = arg;
-		uv_timer_init(S.cfg.loop, &rw->timer);
-		rw->timer.data = rw;
-		uv_timer_start(&rw->timer, resume_wait_tick, 10, 10);
-		return;
-	}
 	const struct tpl *t = tpl_find(sbx_layers_template(sb));
 	struct net_policy policy;
 	json_t *pol = json_object_get(sb->disk, "policy");
-	if (!sb->on_disk || sb->state != SBX_PAUSED || sb->snapshotting)
-		cube_fail(&err, 409, 0, "sandbox '%s' is not paused to disk", sb->id);
-	else if (!t)
+	if (!t)
 		cube_fail(&err, 409, 0, "the template of sandbox %s (%s) no longer exists", sb->id, sbx_layers_template(sb));
-	if (err.status || adm_acquire(sb->memory_mb, &err) < 0) {
-		cb(NULL, &err, arg);
-		return;
-	}
-	if (net_policy_parse(json_object_get(pol, "allow_internet_access"), pol, &policy, &err) < 0) {
-		adm_release(sb->memory_mb);
+	else if (net_policy_parse(json_object_get(pol, "allow_internet_access"), pol, &policy, &err) < 0)
 		cube_wrap(&err, "saved egress policy of %s", sb->id);
+	if (err.status) {
+		adm_release(sb->memory_mb);
 		cb(NULL, &err, arg);
 		return;
 	}
@@ -1111,6 +1212,140 @@ void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, v
 	sbx_log(sb, "info", "sandbox booting from disk");
 	start(sb, t, &policy, NULL, 2, cb, arg);
 	net_policy_free(&policy);
+}
+
+/* A connect that waits: for a copy of the sandbox's files to end (pause to disk, eviction, snapshot of
+ * a paused sandbox), or for an eviction that makes room for it. */
+struct connect_wait {
+	uv_timer_t timer;
+	char id[32];
+	int timeout_s, memory, ticks;
+	sbx_create_cb cb;
+	void *arg;
+};
+
+#define CONNECT_WAIT_TICK_MS 10
+#define CONNECT_WAIT_MAX_MS 300000 /* copying several GB to a slow disk */
+
+static void connect_wait_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Its files being copied (pause to disk, eviction, snapshot of a paused sandbox) or its runtime being
+ * replaced (another connect booting it, a rollback). */
+static int changing(const struct sandbox *sb)
+{
+	return (sb->state == SBX_PAUSED && sb->snapshotting) || sb->state == SBX_RESTARTING;
+}
+
+static void connect_wait_tick(uv_timer_t *t)
+{
+	struct connect_wait *w = t->data;
+	struct sandbox *sb = sbx_find(w->id);
+	if (sb && changing(sb) && ++w->ticks < CONNECT_WAIT_MAX_MS / CONNECT_WAIT_TICK_MS)
+		return;
+	uv_timer_stop(t);
+	cube_err err = {0};
+	if (!sb) {
+		cube_fail(&err, 404, 0, "sandbox %s was killed", w->id);
+		w->cb(NULL, &err, w->arg);
+	} else if (changing(sb)) {
+		cube_fail(&err, 409, 0, "sandbox %s is still changing state (files being copied or a boot); retry later", w->id);
+		w->cb(NULL, &err, w->arg);
+	} else {
+		sbx_connect(sb, w->timeout_s, w->memory, w->cb, w->arg);
+	}
+	uv_close((uv_handle_t *)t, connect_wait_closed);
+}
+
+static struct connect_wait *connect_wait_new(const struct sandbox *sb, int timeout_s, int memory, sbx_create_cb cb,
+					     void *arg)
+{
+	struct connect_wait *w = calloc(1, sizeof *w);
+	if (!w)
+		return NULL;
+	snprintf(w->id, sizeof w->id, "%s", sb->id);
+	w->timeout_s = timeout_s;
+	w->memory = memory;
+	w->cb = cb;
+	w->arg = arg;
+	return w;
+}
+
+static void connect_after_evict(int admitted, const cube_err *aerr, void *arg)
+{
+	struct connect_wait *w = arg;
+	struct sandbox *sb = sbx_find(w->id);
+	cube_err err = {0};
+	if (!admitted) {
+		w->cb(NULL, aerr, w->arg);
+	} else if (!sb || sb->state != SBX_PAUSED || !sb->on_disk || sb->snapshotting) {
+		adm_release(sb ? sb->memory_mb : 0);
+		cube_fail(&err, sb ? 409 : 404, 0, "sandbox %s %s while the node made room for it", w->id,
+			  sb ? "changed state" : "was killed");
+		w->cb(NULL, &err, w->arg);
+	} else {
+		boot_from_disk(sb, w->timeout_s, w->cb, w->arg);
+	}
+	free(w);
+}
+
+/* connect {memory:false} of a sandbox paused in memory: its files go to disk, then it boots cold. */
+static void connect_cold_moved(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	struct connect_wait *w = arg;
+	if (sb)
+		sbx_connect(sb, w->timeout_s, 1, w->cb, w->arg);
+	else
+		w->cb(NULL, err, w->arg);
+	free(w);
+}
+
+void sbx_connect(struct sandbox *sb, int timeout_s, int memory, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	if (sb->state == SBX_RUNNING) { /* e.g. booted by another connect meanwhile */
+		cb(sb, NULL, arg);
+		return;
+	}
+	if (sb->state != SBX_PAUSED && sb->state != SBX_RESTARTING) {
+		cube_fail(&err, 409, 0, "sandbox '%s' is not paused", sb->id);
+		cb(NULL, &err, arg);
+		return;
+	}
+	struct connect_wait *w = connect_wait_new(sb, timeout_s, memory, cb, arg);
+	if (!w) {
+		cube_fail(&err, 500, ENOMEM, "connect");
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (changing(sb)) {
+		uv_timer_init(S.cfg.loop, &w->timer);
+		w->timer.data = w;
+		uv_timer_start(&w->timer, connect_wait_tick, CONNECT_WAIT_TICK_MS, CONNECT_WAIT_TICK_MS);
+		return;
+	}
+	if (!sb->on_disk && !memory) { /* E2B: memory false = cold boot from the files, memory dropped */
+		sbx_evict(sb, "connect", connect_cold_moved, w);
+		return;
+	}
+	if (!sb->on_disk) {
+		free(w);
+		if (sbx_resume(sb, timeout_s, &err) < 0)
+			cb(NULL, &err, arg);
+		else
+			cb(sb, NULL, arg);
+		return;
+	}
+	int admitted = admit(sb->memory_mb, sb->id, connect_after_evict, w, &err);
+	if (admitted == 0)
+		return;
+	free(w);
+	if (admitted > 0)
+		boot_from_disk(sb, timeout_s, cb, arg);
+	else
+		cb(NULL, &err, arg);
 }
 
 size_t sbx_disk_layers(const struct sandbox *sb, char **out, size_t max)
@@ -1330,6 +1565,7 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 	}
 	/* The store is the truth: freeze again (idempotent) or thaw a pause that cubed never recorded. */
 	sb->state = s->paused ? SBX_PAUSED : SBX_RUNNING;
+	sb->paused_mono_ms = cube_mono_ms(); /* the idle clock of eviction starts again */
 	cube_err ferr = {0};
 	if ((s->paused ? rt_freeze(sb->id, &sb->rt, &ferr) : rt_thaw(sb->id, &sb->rt, &ferr)) < 0)
 		log_warn("sandbox %s: restore %s state: %s", sb->id, s->paused ? "paused" : "running", ferr.msg);

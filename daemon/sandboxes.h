@@ -38,7 +38,9 @@ struct sandbox {
 	int auto_resume;           /* data-plane traffic resumes a paused sandbox */
 	int timeout_s;             /* the create-time TTL; an auto-resume grants it again */
 	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c) or a pause to disk: no
-	                            * resume meanwhile */
+	                            * resume meanwhile (a connect waits) */
+	int evicting;              /* with snapshotting: a memory-paused sandbox being moved to disk */
+	long long paused_mono_ms;  /* when it was paused in memory (monotonic; reset by a cubed restart) */
 	int on_disk;               /* PAUSED to disk: no processes; its files are the layers in disk */
 	json_t *disk;              /* after a pause to disk: {"layers":[names, newest first], "policy", "trafficToken"};
 	                            * the sandbox runs on those layers after connect; NULL = never paused to disk */
@@ -84,10 +86,19 @@ int sbx_pause(struct sandbox *sb, cube_err *err);
  * the sandbox as paused with it, then end its processes and network. cb gets the sandbox once its
  * processes are gone, or an error (409 as sbx_pause, or too many saved layers; the sandbox then runs on). */
 void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg);
-/* Connect a sandbox paused to disk: boot it again (like sbx_restart) on its saved layers over its
- * template's, end = now + timeout_s. 429 when the node is full; on failure it stays paused to disk. */
-void sbx_resume_from_disk(struct sandbox *sb, int timeout_s, sbx_create_cb cb, void *arg);
-/* Thaw a PAUSED sandbox (409 if it is not paused, or paused to disk) and set end = now + timeout_s. */
+/* Evict a sandbox paused in memory to disk (policy: daemon/eviction.c): its writable layer is saved
+ * as by a pause to disk, then its processes end and its memory and admission slot are given back. It
+ * stays PAUSED (on_disk once done); a connect meanwhile waits. reason labels the log and the metric.
+ * cb gets the sandbox or an error (then it is still paused in memory, or was killed meanwhile). */
+void sbx_evict(struct sandbox *sb, const char *reason, sbx_create_cb cb, void *arg);
+/* Resume a PAUSED sandbox: thaw it (memory kept), or boot it from disk when it was paused or evicted
+ * to disk, or, with memory 0, cold-boot it from its files (an in-memory pause is moved to disk first).
+ * Waits while a pause to disk, an eviction or a snapshot copy is in progress. end = now + timeout_s.
+ * cb gets the RUNNING sandbox, or an error: 409 (not paused / changing state), 429 (node full and
+ * nothing to evict); a failed boot from disk leaves it paused to disk (nothing lost). */
+void sbx_connect(struct sandbox *sb, int timeout_s, int memory, sbx_create_cb cb, void *arg);
+/* Thaw a PAUSED sandbox (409 if it is not paused, or paused to disk) and set end = now + timeout_s.
+ * The synchronous fast path of sbx_connect. */
 int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err);
 /* Restart in place: kill the runtime of a RUNNING or PAUSED (also to disk) sandbox and boot it again on t's layers
  * with a fresh writable layer (the start command runs again). Id, metadata, env vars, access and traffic

@@ -51,6 +51,50 @@ void proxy_reply_bad_gateway(http_req *req, const char *sandbox_id, const char *
 	reply_json(req, 502, json_pack("{s:s,s:s,s:i}", "sandboxId", sandbox_id, "message", message, "code", 502));
 }
 
+static void forward(http_req *req, struct sandbox *sb, const struct proxy_route *route)
+{
+	cube_err err = {0};
+	int fd = sbx_socket(sb, &err);
+	if (fd < 0) {
+		log_debug("proxy: %s: %s", route->sandbox_id, err.msg);
+		proxy_reply_not_found(req, route->sandbox_id);
+		return;
+	}
+	log_debug("proxy: %s %s -> %s:%d", http_req_method(req), http_req_target(req), route->sandbox_id, route->port);
+	exchange_start(P.loop, req, route, fd);
+}
+
+/* autoResume of a sandbox that must boot again (paused or evicted to disk, or its files being
+ * copied): the request waits for it as it waits for a thaw, unless the client leaves first. */
+struct wake {
+	http_req *req; /* NULL once the client left */
+	struct proxy_route route;
+};
+
+static void wake_client_gone(http_req *req)
+{
+	struct wake *w = http_req_data(req);
+	if (w)
+		w->req = NULL;
+}
+
+static void woke(struct sandbox *sb, const cube_err *err, void *arg)
+{
+	struct wake *w = arg;
+	http_req *req = w->req;
+	if (req) {
+		http_req_on_close(req, NULL);
+		http_req_set_data(req, NULL);
+		if (sb) {
+			forward(req, sb, &w->route);
+		} else {
+			log_warn("proxy: %s: auto-resume: %s", w->route.sandbox_id, err->msg);
+			proxy_reply_not_found(req, w->route.sandbox_id);
+		}
+	}
+	free(w);
+}
+
 void proxy_handle(http_req *req)
 {
 	struct proxy_route route;
@@ -80,14 +124,21 @@ void proxy_handle(http_req *req)
 			return;
 		}
 	}
-	if (sb->state == SBX_PAUSED && sb->auto_resume && sbx_resume(sb, sb->timeout_s, &err) < 0)
-		log_warn("proxy: %s: auto-resume: %s", route.sandbox_id, err.msg); /* autoResume: the request waits */
-	int fd = sbx_socket(sb, &err);
-	if (fd < 0) {
-		log_debug("proxy: %s: %s", route.sandbox_id, err.msg);
-		proxy_reply_not_found(req, route.sandbox_id);
+	if (sb->auto_resume && ((sb->state == SBX_PAUSED && (sb->on_disk || sb->snapshotting)) ||
+				sb->state == SBX_RESTARTING)) {
+		struct wake *w = calloc(1, sizeof *w);
+		if (!w) {
+			http_resp_error(req, 500, "out of memory");
+			return;
+		}
+		w->req = req;
+		w->route = route;
+		http_req_set_data(req, w);
+		http_req_on_close(req, wake_client_gone);
+		sbx_connect(sb, sb->timeout_s, 1, woke, w);
 		return;
 	}
-	log_debug("proxy: %s %s -> %s:%d", http_req_method(req), http_req_target(req), route.sandbox_id, route.port);
-	exchange_start(P.loop, req, &route, fd);
+	if (sb->state == SBX_PAUSED && sb->auto_resume && sbx_resume(sb, sb->timeout_s, &err) < 0)
+		log_warn("proxy: %s: auto-resume: %s", route.sandbox_id, err.msg); /* a thaw: the request waits */
+	forward(req, sb, &route);
 }

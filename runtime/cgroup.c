@@ -48,6 +48,11 @@ void cg_kill_frozen(const char *id)
 
 int cg_cap_memory(unsigned long long bytes, cube_err *err) { return backend->cap_memory(bytes, err); }
 
+int cg_total_memory(unsigned long long *working_set, unsigned long long *limit, cube_err *err)
+{
+	return backend->total_memory(working_set, limit, err);
+}
+
 int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err)
 {
 	return backend->list(fn, arg, err);

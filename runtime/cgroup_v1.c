@@ -246,8 +246,22 @@ static int v1_cap_memory(unsigned long long bytes, cube_err *err)
 	return 0;
 }
 
+static int v1_total_memory(unsigned long long *ws, unsigned long long *limit, cube_err *err)
+{
+	const struct hierarchy *h = with(CTL_MEMORY);
+	unsigned long long used = 0, inactive = 0, lim = 0;
+	if (!h || cg_read_ull(h->base, "memory.usage_in_bytes", &used) < 0)
+		return cube_fail(err, 500, h ? errno : ENOENT, "cgroup v1: memory use of all sandboxes");
+	cg_read_keyed(h->base, "memory.stat", "total_inactive_file", &inactive);
+	cg_read_ull(h->base, "memory.limit_in_bytes", &lim);
+	*ws = used > inactive ? used - inactive : 0;
+	*limit = lim >= (1ULL << 60) ? 0 : lim; /* "unlimited" reads as a huge page-rounded number */
+	return 0;
+}
+
 const struct cg_backend cg_v1_backend = {
 	.init = v1_init, .create = v1_create, .join_paths = v1_join_paths, .destroy = v1_destroy,
 	.contains = v1_contains, .usage = v1_usage, .list = v1_list, .freeze = v1_freeze,
 	.kill_frozen = v1_kill_frozen, .cap_memory = v1_cap_memory, .freezer_dir = v1_freezer_dir,
+	.total_memory = v1_total_memory,
 };

@@ -177,8 +177,20 @@ static int v2_cap_memory(unsigned long long bytes, cube_err *err)
 	return 0;
 }
 
+static int v2_total_memory(unsigned long long *ws, unsigned long long *limit, cube_err *err)
+{
+	unsigned long long used = 0, inactive = 0, lim = 0;
+	if (cg_read_ull(base, "memory.current", &used) < 0)
+		return cube_fail(err, 500, errno, "cgroup v2: memory use of all sandboxes");
+	cg_read_keyed(base, "memory.stat", "inactive_file", &inactive);
+	cg_read_ull(base, "memory.max", &lim);
+	*ws = used > inactive ? used - inactive : 0;
+	*limit = lim == ~0ULL ? 0 : lim; /* "max" */
+	return 0;
+}
+
 const struct cg_backend cg_v2_backend = {
 	.init = v2_init, .create = v2_create, .join_paths = v2_join_paths, .destroy = v2_destroy,
 	.contains = v2_contains, .usage = v2_usage, .list = v2_list, .freeze = v2_freeze,
-	.cap_memory = v2_cap_memory, .freezer_dir = v2_freezer_dir,
+	.cap_memory = v2_cap_memory, .freezer_dir = v2_freezer_dir, .total_memory = v2_total_memory,
 };

@@ -147,6 +147,9 @@ void cg_kill_frozen(const char *id);
 int cg_list(void (*fn)(const char *id, void *arg), void *arg, cube_err *err);
 /* Memory limit of the instance's parent cgroup: all sandboxes together (0 = none). */
 int cg_cap_memory(unsigned long long bytes, cube_err *err);
+/* The parent cgroup's charge without its inactive file cache (what reclaim cannot easily take back),
+ * and its limit (0 = none). */
+int cg_total_memory(unsigned long long *working_set, unsigned long long *limit, cube_err *err);
 
 /* Backend entry points, selected by cg_is_v2(). `dir` is the sandbox's cgroup path (without hierarchy
  * mount for v1, which has several). */
@@ -162,6 +165,7 @@ struct cg_backend {
 	void (*kill_frozen)(const char *id); /* optional */
 	int (*freezer_dir)(const char *id, char *out, size_t len);
 	int (*cap_memory)(unsigned long long bytes, cube_err *err); /* all of this instance's sandboxes */
+	int (*total_memory)(unsigned long long *working_set, unsigned long long *limit, cube_err *err);
 };
 extern const struct cg_backend cg_v1_backend, cg_v2_backend;
 

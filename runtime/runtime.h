@@ -52,6 +52,9 @@ int rt_init(const struct rt_config *cfg, cube_err *err);
 /* Limit the memory of all this instance's sandboxes together (their parent cgroup; 0 = no limit). The
  * kernel then reclaims and OOM-kills inside the sandboxes before the host runs out. */
 int rt_set_memory_cap(unsigned long long bytes, cube_err *err);
+/* What all this instance's sandboxes hold now (charged memory minus inactive file cache, which the
+ * kernel reclaims first) and the cap above (0 = none). Cheap: two or three small cgroup file reads. */
+int rt_memory_total(unsigned long long *working_set, unsigned long long *cap, cube_err *err);
 /* Blocking and thread-safe; returns once envd has written its ready byte on fd 4 (10 s timeout). */
 int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err);
 /* After a cubed restart: check pid is alive with that start_time and in our cgroup; reopen its fds. */

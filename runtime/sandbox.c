@@ -164,6 +164,11 @@ int rt_set_memory_cap(unsigned long long bytes, cube_err *err)
 	return cg_cap_memory(bytes, err);
 }
 
+int rt_memory_total(unsigned long long *working_set, unsigned long long *cap, cube_err *err)
+{
+	return cg_total_memory(working_set, cap, err);
+}
+
 /* ---- start ---- */
 
 int rt_read_start_time(pid_t pid, unsigned long long *out)

@@ -176,27 +176,29 @@ static void test_connect(void **state)
 {
 	(void)state;
 	cube_err err = {0};
-	int t = -1;
-	/* v2: body optional, default 300 */
-	assert_int_equal(api_parse_connect("", 0, 1, MAX_T, &t, &err), 0);
+	int t = -1, m = -1;
+	/* v2: body optional, default 300; memory defaults to true */
+	assert_int_equal(api_parse_connect("", 0, 1, MAX_T, &t, &m, &err), 0);
 	assert_int_equal(t, 300);
-	assert_int_equal(api_parse_connect("{}", 2, 1, MAX_T, &t, &err), 0);
+	assert_int_equal(m, 1);
+	assert_int_equal(api_parse_connect("{}", 2, 1, MAX_T, &t, &m, &err), 0);
 	assert_int_equal(t, 300);
 	const char *mem = "{\"timeout\":30,\"memory\":false}";
-	assert_int_equal(api_parse_connect(mem, strlen(mem), 1, MAX_T, &t, &err), 0);
+	assert_int_equal(api_parse_connect(mem, strlen(mem), 1, MAX_T, &t, &m, &err), 0);
 	assert_int_equal(t, 30);
+	assert_int_equal(m, 0);
 	/* v1: timeout required */
 	const char *v1 = "{\"timeout\":300}";
-	assert_int_equal(api_parse_connect(v1, strlen(v1), 0, MAX_T, &t, &err), 0);
+	assert_int_equal(api_parse_connect(v1, strlen(v1), 0, MAX_T, &t, &m, &err), 0);
 	assert_int_equal(t, 300);
-	assert_int_equal(api_parse_connect("{}", 2, 0, MAX_T, &t, &err), -1);
+	assert_int_equal(api_parse_connect("{}", 2, 0, MAX_T, &t, &m, &err), -1);
 	assert_string_equal(err.msg, "timeout is required");
-	assert_int_equal(api_parse_connect("", 0, 0, MAX_T, &t, &err), -1);
+	assert_int_equal(api_parse_connect("", 0, 0, MAX_T, &t, &m, &err), -1);
 	const char *big = "{\"timeout\":100000}", *neg = "{\"timeout\":-1}", *badmem = "{\"memory\":1}";
-	assert_int_equal(api_parse_connect(big, strlen(big), 1, MAX_T, &t, &err), -1);
+	assert_int_equal(api_parse_connect(big, strlen(big), 1, MAX_T, &t, &m, &err), -1);
 	assert_non_null(strstr(err.msg, "Timeout cannot be greater than"));
-	assert_int_equal(api_parse_connect(neg, strlen(neg), 1, MAX_T, &t, &err), -1);
-	assert_int_equal(api_parse_connect(badmem, strlen(badmem), 1, MAX_T, &t, &err), -1);
+	assert_int_equal(api_parse_connect(neg, strlen(neg), 1, MAX_T, &t, &m, &err), -1);
+	assert_int_equal(api_parse_connect(badmem, strlen(badmem), 1, MAX_T, &t, &m, &err), -1);
 	assert_non_null(strstr(err.msg, "memory"));
 }
 
@@ -242,10 +244,13 @@ static void test_lifecycle_and_pause(void **state)
 	assert_int_equal(api_parse_pause("{\"memory\":false}", 16, &mem, &err), 0);
 	assert_int_equal(mem, 0);
 	assert_int_equal(api_parse_pause("{\"memory\":0}", 12, &mem, &err), -1);
-	int t = 0;
-	assert_int_equal(api_parse_resume("", 0, MAX_T, &t, &err), 0);
+	int t = 0, m = -1;
+	assert_int_equal(api_parse_resume("", 0, MAX_T, &t, &m, &err), 0);
 	assert_int_equal(t, API_RESUME_DEFAULT_TIMEOUT_S);
-	assert_int_equal(api_parse_resume("{\"timeout\":-1}", 14, MAX_T, &t, &err), -1);
+	assert_int_equal(m, 1);
+	assert_int_equal(api_parse_resume("{\"memory\":false}", 16, MAX_T, &t, &m, &err), 0);
+	assert_int_equal(m, 0);
+	assert_int_equal(api_parse_resume("{\"timeout\":-1}", 14, MAX_T, &t, &m, &err), -1);
 }
 
 static void test_apikey_create_body(void **state)
@@ -301,7 +306,7 @@ static void run_all_parsers(const char *buf, size_t len)
 {
 	cube_err err;
 	struct api_create_body b;
-	int t;
+	int t, m;
 	char *name = NULL;
 	for (int v2 = 0; v2 < 2; v2++) {
 		memset(&err, 0, sizeof err);
@@ -310,7 +315,7 @@ static void run_all_parsers(const char *buf, size_t len)
 		if (rc == 0)
 			api_create_body_free(&b);
 		memset(&err, 0, sizeof err);
-		check_outcome(api_parse_connect(buf, len, v2, MAX_T, &t, &err), &err);
+		check_outcome(api_parse_connect(buf, len, v2, MAX_T, &t, &m, &err), &err);
 	}
 	memset(&err, 0, sizeof err);
 	check_outcome(api_parse_set_timeout(buf, len, MAX_T, &t, &err), &err);

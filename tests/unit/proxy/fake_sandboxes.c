@@ -1,4 +1,4 @@
-/* Test-only stand-ins for the daemon's sbx_find/sbx_socket, linked into the proxy tests instead of
+/* Test-only stand-ins for the daemon's sbx_find/sbx_resume/sbx_connect/sbx_socket, linked into the proxy tests instead of
  * daemon/sandboxes.c: known sandboxes get a plain host socket, so "127.0.0.1:<port>" reaches
  * loopback servers of the test. Never shipped. */
 #include "daemon/sandboxes.h"
@@ -35,6 +35,16 @@ int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
 		return cube_fail(err, 409, 0, "sandbox %s is not paused", sb->id);
 	sb->state = SBX_RUNNING;
 	return 0;
+}
+
+void sbx_connect(struct sandbox *sb, int timeout_s, int memory, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	(void)memory;
+	if (sbx_resume(sb, timeout_s, &err) < 0)
+		cb(NULL, &err, arg);
+	else
+		cb(sb, NULL, arg);
 }
 
 int sbx_socket(struct sandbox *sb, cube_err *err)
