@@ -26,12 +26,12 @@
 
 /* ---- copying a layer (worker thread) ---- */
 
-/* What the runtime itself puts in a writable layer: mount points and the files it writes at start. */
+/* What the runtime itself puts in a writable layer: mount points and the files it writes at start.
+ * /tmp is the user's (an ordinary directory of the overlay): it is copied like any other. */
 static bool runtime_entry(int depth, const char *parent, const char *name)
 {
 	if (depth == 0)
-		return !strcmp(name, ".cube") || !strcmp(name, "dev") || !strcmp(name, "proc") || !strcmp(name, "sys") ||
-		       !strcmp(name, "tmp");
+		return !strcmp(name, ".cube") || !strcmp(name, "dev") || !strcmp(name, "proc") || !strcmp(name, "sys");
 	return depth == 1 && !strcmp(parent, "etc") &&
 	       (!strcmp(name, "hostname") || !strcmp(name, "hosts") || !strcmp(name, "resolv.conf"));
 }

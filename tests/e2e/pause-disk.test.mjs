@@ -16,7 +16,7 @@ import { useCubed, forEachSdk, ctest, loadSdk, api, templatesDir, hostPids, wait
 
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-pausedisk-tpl-'));
 fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
-// base's files plus a start command, to see it run again on each boot (/tmp is fresh each boot).
+// base's files plus a start command, to see it run again on each boot (it rewrites /tmp/boot-id).
 fs.mkdirSync(path.join(tplDir, 'pdstart'));
 fs.writeFileSync(path.join(tplDir, 'pdstart', 'template.json'), JSON.stringify({
   name: 'pdstart', cpuCount: 1, memoryMB: 256, diskSizeMB: 256, envs: {}, layers: ['template/base'],
@@ -25,7 +25,7 @@ fs.writeFileSync(path.join(tplDir, 'pdstart', 'template.json'), JSON.stringify({
 const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
 after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
 
-const SUM = 'cd / && find home/user opt/pd -type f 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum; ' +
+const SUM = 'cd / && find home/user opt/pd tmp -type f ! -path tmp/boot-id 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum; ' +
   'test -e /etc/motd && echo motd || echo no-motd';
 const sums = async (sbx) => (await sbx.commands.run(SUM, { user: 'root' })).stdout;
 const diskDir = (id) => path.join(c.stateDir, 'disk', id);
@@ -38,7 +38,7 @@ forEachSdk(c, 'five pause-to-disk → connect cycles keep every file; processes 
     // Each cycle changes, adds and deletes something, so every saved layer matters.
     const blob = crypto.randomBytes((1 << 20) + i);
     await sbx.files.write(`/home/user/blob${i}.bin`, blob.buffer.slice(blob.byteOffset, blob.byteOffset + blob.length));
-    await sbx.commands.run(`echo ${i} >> /opt/pd/f && rm -f /home/user/blob${i - 1}.bin`, { user: 'root' });
+    await sbx.commands.run(`echo ${i} >> /opt/pd/f && rm -f /home/user/blob${i - 1}.bin && echo ${i} > /tmp/cycle${i}`, { user: 'root' });
     const before = await sums(sbx);
     const bg = await sbx.commands.run('sleep 600', { background: true, timeoutMs: 0 });
 

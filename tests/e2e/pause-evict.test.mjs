@@ -27,7 +27,7 @@ const full = useCubed({ extraArgs: ['--templates-dir', tplDir, '--max-sandboxes'
 const tight = useCubed({ extraArgs: ['--templates-dir', tplDir, '--sandboxes-memory-mb', '1000', '--evict-above-pct', '50'] });
 
 const { Sandbox } = await loadSdk('e2b-2.51');
-const SUM = 'cd / && find home/user -type f | LC_ALL=C sort | xargs -r sha256sum';
+const SUM = 'cd / && find home/user tmp -type f ! -path tmp/boot-id | LC_ALL=C sort | xargs -r sha256sum';
 const sums = async (sbx) => (await sbx.commands.run(SUM)).stdout;
 const bootId = async (sbx) => (await sbx.commands.run('cat /tmp/boot-id')).stdout;
 const onDisk = (c, id) => fs.existsSync(path.join(c.stateDir, 'disk', id)) &&
@@ -46,7 +46,7 @@ const BG = "pgrep -f '^sleep 900$' || true";
 async function prepare(c, opts = {}) {
   const sbx = await Sandbox.create('evstart', { ...c.sdkOpts, timeoutMs: 120_000, ...opts });
   await sbx.commands.run('mkdir -p /home/user/work && head -c 3000000 /dev/urandom > /home/user/work/blob && ' +
-    'echo note > /home/user/note && (setsid sleep 900 </dev/null >/dev/null 2>&1 &)');
+    'echo note > /home/user/note && echo scratch > /tmp/scratch && (setsid sleep 900 </dev/null >/dev/null 2>&1 &)');
   assert.match((await sbx.commands.run(BG)).stdout, /^\d+\n$/);
   return { sbx, want: await sums(sbx), boot: await bootId(sbx) };
 }

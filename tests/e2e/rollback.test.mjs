@@ -15,7 +15,7 @@ import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, b
 // Snapshots are written as templates: a private templates dir with the shared base template.
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-rollback-tpl-'));
 fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
-// base's files plus a start command, to see it run again after a rollback (/tmp is fresh each boot).
+// base's files plus a start command, to see it run again after a rollback (it rewrites /tmp/boot-id).
 fs.mkdirSync(path.join(tplDir, 'rbstart'));
 fs.writeFileSync(path.join(tplDir, 'rbstart', 'template.json'), JSON.stringify({
   name: 'rbstart', cpuCount: 1, memoryMB: 256, diskSizeMB: 256, envs: {}, layers: ['template/base'],
