@@ -24,6 +24,7 @@
 #include "daemon/eviction.h"
 #include "daemon/pool.h"
 #include "daemon/snapshots.h"
+#include "image/layer_copy.h"
 #include "image/layer_store.h"
 #include "image/template.h"
 #include "net/net.h"
@@ -1023,11 +1024,17 @@ void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void
 
 /* ---- pause to disk ---- */
 
+/* A pause to disk adds one layer for what changed since the last boot; once this many are saved, the
+ * next one merges them all with the writable layer into one (a copy of everything saved, now and then). */
+#define DISK_MERGE_AT 8
+
 struct disk_work {
 	uv_work_t work;
 	struct sandbox *sb;        /* holds a reference */
 	char upper[PATH_MAX], dir[PATH_MAX], scratch[PATH_MAX + 32], final[PATH_MAX + 32], name[32];
 	const char *evict;         /* eviction of a memory-paused sandbox: its reason; NULL = a pause to disk */
+	char *merged[LAYER_MERGE_MAX]; /* saved layers (dirs) merged into the new one instead of kept below it */
+	size_t n_merged;
 	sbx_create_cb cb;
 	void *arg;
 	cube_err err;
@@ -1043,7 +1050,18 @@ static void disk_copy_in_worker(uv_work_t *w)
 		dw->rc = cube_fail(&dw->err, 500, errno, "create %s", dw->dir);
 		return;
 	}
-	dw->rc = snap_copy_layer(dw->upper, dw->scratch, &dw->err);
+	if (dw->n_merged) {
+		const char *stack[LAYER_MERGE_MAX];
+		char roots[LAYER_MERGE_MAX][PATH_MAX + 16];
+		stack[0] = dw->upper;
+		for (size_t i = 0; i < dw->n_merged && i + 1 < LAYER_MERGE_MAX; i++) {
+			snprintf(roots[i], sizeof roots[i], "%s/rootfs", dw->merged[i]);
+			stack[i + 1] = roots[i];
+		}
+		dw->rc = layer_merge(stack, dw->n_merged + 1, dw->scratch, &dw->err);
+	} else {
+		dw->rc = layer_copy(dw->upper, dw->scratch, &dw->err);
+	}
 	if (dw->rc == 0 && (rename(dw->scratch, dw->final) < 0 || cube_fsync_dir(dw->dir) < 0)) {
 		dw->rc = cube_fail(&dw->err, 500, errno, "publish %s", dw->final);
 		layer_store_remove_tree(dw->scratch);
@@ -1051,10 +1069,19 @@ static void disk_copy_in_worker(uv_work_t *w)
 	}
 }
 
+static void disk_work_free(struct disk_work *dw)
+{
+	for (size_t i = 0; i < dw->n_merged; i++)
+		free(dw->merged[i]);
+	free(dw);
+}
+
 static void disk_kill_in_worker(uv_work_t *w)
 {
 	struct disk_work *dw = (struct disk_work *)w;
 	dw->rc = rt_kill(dw->sb->id, &dw->sb->rt, &dw->err);
+	for (size_t i = 0; i < dw->n_merged; i++) /* the row names only the merged layer now */
+		layer_store_remove_tree(dw->merged[i]);
 }
 
 static void disk_kill_done(uv_work_t *w, int status)
@@ -1079,7 +1106,7 @@ static void disk_kill_done(uv_work_t *w, int status)
 	}
 	dw->cb(sb->state == SBX_PAUSED ? sb : NULL, &dw->err, dw->arg);
 	sandbox_unref(sb);
-	free(dw);
+	disk_work_free(dw);
 }
 
 static void disk_copy_done(uv_work_t *w, int status)
@@ -1104,14 +1131,14 @@ static void disk_copy_done(uv_work_t *w, int status)
 		log_warn("sandbox %s: %s failed: %s", sb->id, dw->evict ? "eviction to disk" : "pause to disk", dw->err.msg);
 		dw->cb(NULL, &dw->err, dw->arg);
 		sandbox_unref(sb);
-		free(dw);
+		disk_work_free(dw);
 		return;
 	}
 	/* Durable first (one row: paused, the layers, the policy), then the processes go: a crash before
 	 * the row is written adopts the (frozen, then thawed) sandbox; after it, boots it from disk. */
 	json_t *layers = json_pack("[s]", dw->name);
 	json_t *old = sb->disk ? json_object_get(sb->disk, "layers") : NULL;
-	if (json_is_array(old))
+	if (json_is_array(old) && !dw->n_merged) /* merged: the new layer holds them all */
 		json_array_extend(layers, old);
 	json_t *disk = json_pack("{s:o,s:o,s:s}", "layers", layers, "policy",
 				 net_policy_to_json(net_sandbox_policy(sb->net), 1), "trafficToken", sb->traffic_token);
@@ -1134,7 +1161,8 @@ static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, voi
 	cube_err err = {0};
 	const struct tpl *t = tpl_find(sbx_layers_template(sb));
 	json_t *old = sb->disk ? json_object_get(sb->disk, "layers") : NULL;
-	size_t n = json_array_size(old) + 1 + (t ? t->n_layers : 0);
+	int merge = json_array_size(old) >= DISK_MERGE_AT;
+	size_t n = (merge ? 0 : json_array_size(old)) + 1 + (t ? t->n_layers : 0);
 	if (evict && (sb->state != SBX_PAUSED || sb->on_disk || sb->snapshotting))
 		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id, sb->state != SBX_PAUSED ? "not paused" :
 			  sb->on_disk ? "already on disk" : "being snapshotted or moved to disk");
@@ -1162,6 +1190,8 @@ static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, voi
 		cb(NULL, &err, arg);
 		return;
 	}
+	if (merge) /* one layer instead of many: the stack stays short however often it is paused */
+		dw->n_merged = sbx_disk_layers(sb, dw->merged, LAYER_MERGE_MAX - 1);
 	dw->sb = sb;
 	dw->evict = evict;
 	sb->refs++;

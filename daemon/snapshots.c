@@ -20,120 +20,10 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/templates.h"
+#include "image/layer_copy.h"
 #include "image/layer_store.h"
 #include "image/template.h"
 #include "runtime/runtime.h"
-
-/* ---- copying a layer (worker thread) ---- */
-
-/* What the runtime itself puts in a writable layer: mount points and the files it writes at start.
- * /tmp is the user's (an ordinary directory of the overlay): it is copied like any other. */
-static bool runtime_entry(int depth, const char *parent, const char *name)
-{
-	if (depth == 0)
-		return !strcmp(name, ".cube") || !strcmp(name, "dev") || !strcmp(name, "proc") || !strcmp(name, "sys");
-	return depth == 1 && !strcmp(parent, "etc") &&
-	       (!strcmp(name, "hostname") || !strcmp(name, "hosts") || !strcmp(name, "resolv.conf"));
-}
-
-static int copy_xattrs(int src, int dst)
-{
-	char names[4096], val[4096];
-	ssize_t n = flistxattr(src, names, sizeof names);
-	if (n < 0)
-		return errno == ENOTSUP ? 0 : -1;
-	for (char *k = names; k < names + n; k += strlen(k) + 1) {
-		ssize_t v = fgetxattr(src, k, val, sizeof val);
-		if (v < 0 || fsetxattr(dst, k, val, (size_t)v, 0) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int copy_data(int src, int dst)
-{
-	for (;;) {
-		ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
-		if (n == 0)
-			return 0;
-		if (n > 0)
-			continue;
-		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-			return -1;
-		char buf[1 << 16];
-		ssize_t r;
-		while ((r = read(src, buf, sizeof buf)) > 0)
-			if (cube_write_all(dst, buf, (size_t)r) < 0)
-				return -1;
-		return r < 0 ? -1 : 0;
-	}
-}
-
-/* Copy the directory sfd into the (new, empty) directory dfd: owners, modes, times, xattrs (overlay's
- * opaque markers), whiteouts (0/0 character devices) and symlinks as they are. Hard links become copies. */
-static int copy_tree(int sfd, int dfd, int depth, const char *dname, cube_err *err)
-{
-	int dup_fd = dup(sfd);
-	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return cube_fail(err, 500, errno, "read layer dir");
-	}
-	struct dirent *e;
-	int rc = 0;
-	while (rc == 0 && (e = readdir(d))) {
-		const char *n = e->d_name;
-		if (!strcmp(n, ".") || !strcmp(n, "..") || runtime_entry(depth, dname, n))
-			continue;
-		struct stat st;
-		if (fstatat(sfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = cube_fail(err, 500, errno, "stat %s", n);
-			break;
-		}
-		struct timespec ts[2] = {st.st_atim, st.st_mtim};
-		if (S_ISDIR(st.st_mode)) {
-			int s2 = -1, d2 = -1;
-			if (mkdirat(dfd, n, 0700) < 0 || (s2 = openat(sfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-			    (d2 = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-			    copy_xattrs(s2, d2) < 0)
-				rc = cube_fail(err, 500, errno, "copy dir %s", n);
-			if (rc == 0)
-				rc = copy_tree(s2, d2, depth + 1, n, err);
-			if (rc == 0 && (fchown(d2, st.st_uid, st.st_gid) < 0 || fchmod(d2, st.st_mode & 07777) < 0 ||
-					fsync(d2) < 0 || futimens(d2, ts) < 0))
-				rc = cube_fail(err, 500, errno, "finish dir %s", n);
-			if (s2 >= 0)
-				close(s2);
-			if (d2 >= 0)
-				close(d2);
-		} else if (S_ISREG(st.st_mode)) {
-			int s2 = openat(sfd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			int d2 = s2 < 0 ? -1 : openat(dfd, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-			if (d2 < 0 || copy_data(s2, d2) < 0 || copy_xattrs(s2, d2) < 0 || fchown(d2, st.st_uid, st.st_gid) < 0 ||
-			    fchmod(d2, st.st_mode & 07777) < 0 || futimens(d2, ts) < 0 || fsync(d2) < 0)
-				rc = cube_fail(err, errno == ENOSPC ? 507 : 500, errno, "copy file %s", n);
-			if (s2 >= 0)
-				close(s2);
-			if (d2 >= 0)
-				close(d2);
-		} else if (S_ISLNK(st.st_mode)) {
-			char target[PATH_MAX];
-			ssize_t len = readlinkat(sfd, n, target, sizeof target - 1);
-			if (len < 0 || (target[len] = '\0', symlinkat(target, dfd, n) < 0) ||
-			    fchownat(dfd, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-			    utimensat(dfd, n, ts, AT_SYMLINK_NOFOLLOW) < 0)
-				rc = cube_fail(err, 500, errno, "copy symlink %s", n);
-		} else {
-			/* Whiteouts (char 0/0), fifos, device nodes: cubed may create them in the init namespace. */
-			if (mknodat(dfd, n, st.st_mode, st.st_rdev) < 0 ||
-			    fchownat(dfd, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
-				rc = cube_fail(err, 500, errno, "copy node %s", n);
-		}
-	}
-	closedir(d);
-	return rc;
-}
 
 /* ---- the work ---- */
 
@@ -158,33 +48,6 @@ static void snap_work_free(struct snap_work *sw)
 	free(sw);
 }
 
-int snap_copy_layer(const char *upper, const char *scratch, cube_err *err)
-{
-	char root[PATH_MAX + 80];
-	snprintf(root, sizeof root, "%s/rootfs", scratch);
-	int rc = -1;
-	layer_store_remove_tree(scratch);
-	int sfd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), dfd = -1;
-	struct stat st;
-	if (sfd < 0)
-		return cube_fail(err, 409, errno, "no writable layer at %s", upper);
-	if (mkdir(scratch, 0700) < 0 || mkdir(root, 0700) < 0 ||
-	    (dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(sfd, &st) < 0) {
-		cube_fail(err, 500, errno, "create %s", root);
-	} else if (copy_tree(sfd, dfd, 0, "", err) == 0 && copy_xattrs(sfd, dfd) == 0 &&
-		   fchown(dfd, st.st_uid, st.st_gid) == 0 && fchmod(dfd, st.st_mode & 07777) == 0 && fsync(dfd) == 0) {
-		rc = 0;
-	} else if (!err->msg[0]) {
-		cube_fail(err, 500, errno, "copy the root of the layer");
-	}
-	close(sfd);
-	if (dfd >= 0)
-		close(dfd);
-	if (rc < 0)
-		layer_store_remove_tree(scratch);
-	return rc;
-}
-
 /* Scratch dir of layer k: 0 is the writable layer, 1.. the saved ones (all "<layers>/.copy-snap-*"). */
 static void scratch_of(const struct snap_work *sw, size_t k, char *out, size_t n)
 {
@@ -206,7 +69,7 @@ static void remove_scratches(const struct snap_work *sw)
 static void copy_in_worker(uv_work_t *w)
 {
 	struct snap_work *sw = (struct snap_work *)w;
-	sw->rc = sw->no_upper ? 0 : snap_copy_layer(sw->upper, sw->scratch, &sw->err);
+	sw->rc = sw->no_upper ? 0 : layer_copy(sw->upper, sw->scratch, &sw->err);
 	if (sw->rc < 0 && sw->err.status == 409)
 		cube_fail(&sw->err, 409, 0, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
 	/* The layers pauses to disk saved are copied too: the snapshot must not depend on the sandbox. */
@@ -214,7 +77,7 @@ static void copy_in_worker(uv_work_t *w)
 		char src[PATH_MAX + 16], dst[PATH_MAX + 96];
 		snprintf(src, sizeof src, "%s/rootfs", sw->disk[k]);
 		scratch_of(sw, k + 1, dst, sizeof dst);
-		sw->rc = snap_copy_layer(src, dst, &sw->err);
+		sw->rc = layer_copy(src, dst, &sw->err);
 	}
 	if (sw->rc < 0)
 		remove_scratches(sw);

@@ -21,9 +21,6 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg);
  * 404 unknown snapshot (or a template that is not one), 409 a snapshot of another template's sandbox,
  * and sbx_restart's. cb as for sbx_restart; it may run before this returns. */
 void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb cb, void *arg);
-/* Copy a (frozen) writable layer into scratch/rootfs, a new directory, everything fsync'd; the
- * runtime's own entries are left out. Blocking (a worker thread). On failure scratch is removed. */
-int snap_copy_layer(const char *upper, const char *scratch, cube_err *err);
 /* All snapshots (optionally of one sandbox and/or with one name), oldest first: array of
  * {snapshotID, names, sandboxID, createdAt}. */
 json_t *snap_list(const char *sandbox_id, const char *name);

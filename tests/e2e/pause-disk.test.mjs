@@ -88,6 +88,41 @@ forEachSdk(c, 'five pause-to-disk → connect cycles keep every file; processes 
   assert.ok(!fs.existsSync(diskDir(sbx.sandboxId)), 'saved layers removed with the sandbox');
 });
 
+ctest(c, 'twelve pauses to disk: saved layers are merged into one, and every change of every cycle stays right', { timeout: 180_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create('pdstart', { ...c.sdkOpts, timeoutMs: 120_000 });
+  // Files, deletions of template files (whiteouts), a dir replaced by a file and back, a dir deleted and
+  // made again (an opaque dir over older saved layers): what the merge has to get right.
+  const steps = [
+    'mkdir -p /home/user/d/sub /opt/x && echo a > /home/user/d/sub/a && echo x1 > /opt/x/one && echo s0 > /home/user/shared',
+    'rm -f /etc/issue && echo x2 > /opt/x/two',
+    'rm -rf /home/user/d && echo now-a-file > /home/user/d',
+    'rm -rf /opt/x && mkdir /opt/x && echo fresh > /opt/x/new',
+    'rm -f /home/user/d && mkdir -p /home/user/d/again && echo b > /home/user/d/again/b',
+    'rm -rf /usr/share/doc/bash',
+    'echo x3 > /opt/x/three && chmod 600 /opt/x/three && ln -sf /opt/x/new /home/user/link',
+  ];
+  const LIST = 'cd / && find home/user opt etc usr/share/doc tmp -xdev ! -path tmp/boot-id -printf "%p %y %m\\n" | LC_ALL=C sort | sha256sum; ' +
+    'find home/user opt tmp -xdev -type f ! -path tmp/boot-id | LC_ALL=C sort | xargs -r sha256sum';
+  const saved = () => fs.readdirSync(diskDir(sbx.sandboxId)).filter((n) => !n.startsWith('.')).length;
+  let maxSaved = 0;
+  for (let i = 0; i < 12; i++) {
+    await sbx.commands.run(`${steps[i] ?? 'true'} && echo ${i} >> /home/user/shared && echo ${i} > /tmp/c${i}`, { user: 'root' });
+    const want = (await sbx.commands.run(LIST, { user: 'root' })).stdout;
+    assert.equal(await sbx.pause({ keepMemory: false }), true, `cycle ${i}: pause`);
+    maxSaved = Math.max(maxSaved, saved());
+    if (i === 8) assert.equal(saved(), 1, 'the ninth pause to disk merges the eight saved layers and the new one');
+    await sbx.connect();
+    assert.equal((await sbx.commands.run(LIST, { user: 'root' })).stdout, want, `cycle ${i}: the tree differs after connect`);
+  }
+  assert.ok(maxSaved <= 8, `at most eight saved layers (saw ${maxSaved})`);
+  assert.equal((await sbx.commands.run('cat /home/user/shared')).stdout, 's0\n' + [...Array(12).keys()].join('\n') + '\n');
+  assert.equal((await sbx.commands.run('test -e /etc/issue || echo gone')).stdout, 'gone\n');
+  assert.equal((await sbx.commands.run('ls /opt/x | tr "\\n" " "')).stdout, 'new three ');
+  assert.equal((await sbx.commands.run('test -e /usr/share/doc/bash || echo gone')).stdout, 'gone\n');
+  await sbx.kill();
+});
+
 ctest(c, 'paused to disk survives kill -9 of cubed; connect after the restart; errors', { timeout: 120_000 }, async () => {
   const { Sandbox } = await loadSdk('e2b-2.51');
   const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 120_000, metadata: { k: 'v' } });
