@@ -429,9 +429,15 @@ int rt_checkpoint(const char *id, const struct rt_sandbox *sb, const char *image
 	if (out_ino) {
 		char text[32];
 		snprintf(path, sizeof path, "%s/" STDIO_FILE, images_dir);
-		snprintf(text, sizeof text, "%llu\n", out_ino);
-		if (cube_write_file(path, text) < 0)
-			return cube_fail(err, 500, errno, "checkpoint: write %s", path);
+		int n = snprintf(text, sizeof text, "%llu\n", out_ino);
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || cube_write_all(fd, text, (size_t)n) < 0) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			return cube_fail(err, 500, e, "checkpoint: write %s", path);
+		}
+		close(fd);
 	}
 	struct criu_dump_opts o = {.criu = C.path, .images_dir = images_dir, .freezer_cgroup = freezer,
 				   .pid = sb->pid, .netns_ino = (unsigned long long)ns.st_ino, .envd_mount = ENVD_MOUNT};

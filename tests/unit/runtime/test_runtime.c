@@ -592,6 +592,158 @@ static void test_confinement_check(void **s)
 	kill_ok("conf2", &other);
 }
 
+/* A TEST DOUBLE for the `criu` binary (failure path only; nothing here checkpoints anything): it passes
+ * `check`, and for dump/restore writes down what it was given and the environment it runs in (its
+ * arguments, fd 3, its cgroups, what --root shows) to <work>/seen-<command>, writes criu's kind of error
+ * line into its --log-file and fails. The tests check that what our runtime prepares for criu is right,
+ * and that a failure leaves nothing behind. */
+static char criu_double[300];
+
+static void write_criu_double(void)
+{
+	snprintf(criu_double, sizeof criu_double, "%s/criu-test-double", work);
+	FILE *f = fopen(criu_double, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"#!/bin/sh\n"
+		"cmd=$1\n"
+		"case \"$cmd\" in --version) echo 'Version: 3.17.1'; exit 0 ;; check) exit 0 ;; esac\n"
+		"out=%s/seen-$cmd; echo \"args $*\" > $out\n"
+		"log=; dir=; root=\n"
+		"while [ $# -gt 0 ]; do case \"$1\" in --log-file) log=$2 ;; --work-dir) dir=$2 ;; --root) root=$2 ;; esac; shift; done\n"
+		"echo \"fd3 $(readlink /proc/self/fd/3)\" >> $out\n"
+		"grep -E ':(freezer|pids|memory|cpu[^:]*)?:' /proc/self/cgroup | sed 's/^/cgroup /' >> $out\n"
+		"if [ -n \"$root\" ]; then test -x \"$root/bin/busybox\" && echo root-has-busybox >> $out;\n"
+		"  awk -v r=\"$root\" '$5 == r { print \"root-mount \" $0 }' /proc/self/mountinfo >> $out; fi\n"
+		"echo \"Error (test-double.c:1): $cmd refused by the test double\" > \"$dir/$log\"\n"
+		"exit 1\n",
+		work);
+	fclose(f);
+	chmod(criu_double, 0755);
+}
+
+static char *read_seen(const char *cmd)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/seen-%s", work, cmd);
+	char *text = cube_read_file(path, NULL);
+	if (!text)
+		fail_msg("the criu test double did not run %s", cmd);
+	return text;
+}
+
+static void test_criu_dump_failure_keeps_the_sandbox_frozen(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb;
+	cube_err err = {0};
+	char images[400];
+	write_criu_double();
+	rt_criu_detect(criu_double, false, RT_CRIU_CHECK_TIMEOUT_MS);
+	assert_true(rt_criu_status()->available);
+	start_ok("ckpt1", 128ULL << 20, 64, &sb);
+	free(run(&sb, "sleep 600 >/dev/null 2>&1 & echo ok"));
+	assert_int_equal(rt_freeze("ckpt1", &sb, &err), 0);
+	snprintf(images, sizeof images, "%s/images-ckpt1", work);
+	assert_int_equal(mkdir(images, 0700), 0);
+	assert_int_equal(rt_checkpoint("ckpt1", &sb, images, &err), -1);
+	assert_string_equal(err.msg, "criu dump failed (exit status 1): dump refused by the test double");
+	char *seen = read_seen("dump");
+	char want[600];
+	snprintf(want, sizeof want, "args dump --tree %d --images-dir %s --work-dir %s --log-file dump.log", (int)sb.pid,
+		 images, images);
+	has(seen, want);
+	snprintf(want, sizeof want, "--freeze-cgroup /sys/fs/cgroup/%scubesandbox/%s/ckpt1 --leave-running",
+		 count_cgroups("ckpt1") > 1 ? "freezer/" : "", instance);
+	has(seen, want);
+	struct stat ns;
+	assert_int_equal(fstat(sb.netns_fd, &ns), 0);
+	snprintf(want, sizeof want, "--external net[%llu]:cube-net --external mnt[/.cube/envd]:cube-envd",
+		 (unsigned long long)ns.st_ino);
+	has(seen, want);
+	free(seen);
+	/* still there and frozen: the caller decides (it ends the processes, files are kept) */
+	char path[512];
+	snprintf(path, sizeof path, "/sys/fs/cgroup/freezer/cubesandbox/%s/ckpt1/freezer.state", instance);
+	char *state = cube_read_file(path, NULL);
+	if (state) {
+		assert_string_equal(state, "FROZEN\n");
+		free(state);
+	}
+	assert_int_equal(kill(sb.pid, 0), 0);
+	/* refused before criu runs: a non-empty images dir */
+	assert_int_equal(rt_checkpoint("ckpt1", &sb, images, &err), -1);
+	assert_non_null(strstr(err.msg, "not an empty directory"));
+	kill_ok("ckpt1", &sb);
+	rt_criu_detect(NULL, true, 0);
+	assert_int_equal(rt_checkpoint("ckpt1", &sb, images, &err), -1);
+	assert_int_equal(err.status, 501);
+}
+
+static void test_criu_restore_failure_leaves_nothing(void **s)
+{
+	(void)s;
+	struct rt_sandbox sb = {.pid = 77, .pidfd = 77, .netns_fd = 77};
+	cube_err err = {0};
+	char images[400], log_path[400];
+	write_criu_double();
+	rt_criu_detect(criu_double, false, RT_CRIU_CHECK_TIMEOUT_MS);
+	snprintf(images, sizeof images, "%s/images-rst1", work);
+	assert_int_equal(mkdir(images, 0700), 0);
+	struct rt_spec spec = {.id = "rst1", .rootfs = rootfs, .hostname = "rst1", .cpu_millis = 500,
+			       .memory_bytes = 128ULL << 20, .disk_bytes = 64ULL << 20, .pids_max = 64};
+	/* no checkpoint in the dir: refused before anything is made */
+	assert_int_equal(rt_restore(&spec, images, &sb, &err), -1);
+	assert_non_null(strstr(err.msg, "no checkpoint"));
+	assert_int_equal(sb.pidfd, -1);
+	char path[600];
+	snprintf(path, sizeof path, "%s/inventory.img", images);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/cube-stdio", images);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("4242\n", f);
+	fclose(f);
+	/* envd's log: a pipe, handed to criu on fd 4 */
+	int lp[2];
+	assert_int_equal(pipe(lp), 0);
+	snprintf(log_path, sizeof log_path, "/proc/self/fd/%d", lp[1]);
+	spec.log_path = log_path;
+	assert_int_equal(rt_restore(&spec, images, &sb, &err), -1);
+	assert_string_equal(err.msg, "criu restore failed (exit status 1): restore refused by the test double");
+	close(lp[0]);
+	close(lp[1]);
+	char *seen = read_seen("restore");
+	if (getenv("RT_TEST_VERBOSE"))
+		printf("# %s", seen);
+	char want[1200];
+	snprintf(want, sizeof want, "--root %s/sandboxes/.layer/root --restore-detached --restore-sibling --pidfile %s/restore.pid",
+		 state, images);
+	has(seen, want);
+	has(seen, "--inherit-fd fd[3]:cube-net --inherit-fd fd[4]:pipe[4242]");
+	has(seen, "fd3 net:[");
+	/* criu ran in the sandbox's new cgroups and saw the overlay root built from the layers */
+	snprintf(want, sizeof want, "/cubesandbox/%s/rst1\n", instance);
+	has(seen, want);
+	has(seen, "root-has-busybox");
+	has(seen, " - overlay overlay ");
+	free(seen);
+	/* and nothing is left: no cgroup, no layer mount, no host mount of the overlay */
+	assert_int_equal(count_cgroups("rst1"), 0);
+	snprintf(path, sizeof path, "%s/sandboxes/rst1", state);
+	struct stat st;
+	assert_int_equal(stat(path, &st), -1);
+	char *mounts = cube_read_file("/proc/self/mountinfo", NULL);
+	lacks(mounts, "/sandboxes/.layer/root");
+	lacks(mounts, "/sandboxes/rst1/");
+	free(mounts);
+	assert_int_equal(sb.pidfd, -1);
+	assert_int_equal(sb.netns_fd, -1);
+	rt_criu_detect(NULL, true, 0);
+}
+
 static void test_stats(void **s)
 {
 	(void)s;
@@ -871,6 +1023,8 @@ int main(void)
 		cmocka_unit_test(test_reclaim_removes_leftovers),
 		cmocka_unit_test(test_adopt),
 		cmocka_unit_test(test_confinement_check),
+		cmocka_unit_test(test_criu_dump_failure_keeps_the_sandbox_frozen),
+		cmocka_unit_test(test_criu_restore_failure_leaves_nothing),
 		cmocka_unit_test(test_stats),
 		cmocka_unit_test(test_cpu_quota),
 		cmocka_unit_test(test_freeze_and_thaw),
