@@ -39,7 +39,7 @@ static void collect_states(FILE *out, void *arg)
 	metrics_sample(out, "cube_sandboxes", "state=\"paused\"", c.paused);
 	metrics_sample(out, "cube_sandboxes", "state=\"killing\"", c.killing);
 	metrics_sample(out, "cube_sandboxes", "state=\"pooled\"", (double)pool_idle_total());
-	fputs("# HELP cube_criu_available 1 if `criu check` passed at start: pause to disk also checkpoints processes.\n"
+	fputs("# HELP cube_criu_available 1 if `criu check` passed at start: evictions to disk also checkpoint processes.\n"
 	      "# TYPE cube_criu_available gauge\n", out);
 	metrics_sample(out, "cube_criu_available", "", rt_criu_status()->available ? 1 : 0);
 }

@@ -1,5 +1,5 @@
 /* cubemastercli node: what this cubed node is and can do (GET /admin/node, admin socket only): its
- * version and whether pause to disk checkpoints processes with CRIU, or why not. */
+ * version and whether evictions to disk checkpoint processes with CRIU, or why not. */
 #include <stdio.h>
 #include <string.h>
 
@@ -46,7 +46,7 @@ int cmd_node(const struct cli_ctx *ctx_in, int argc, char **argv)
 		const char *version = json_string_value(json_object_get(c, "version"));
 		printf("version  %s\n", json_string_value(json_object_get(j, "version")) ?: "?");
 		if (json_is_true(json_object_get(c, "available")))
-			printf("criu     available (%s%s%s): pause to disk checkpoints processes\n", path ?: "?",
+			printf("criu     available (%s%s%s): evictions to disk checkpoint processes\n", path ?: "?",
 			       version ? " " : "", version ?: "");
 		else
 			printf("criu     unavailable: %s\n", json_string_value(json_object_get(c, "reason")) ?: "?");

@@ -67,9 +67,9 @@ static void usage(FILE *out)
 		"  --evict-above-pct P      ... and while all sandboxes use P%% of their memory cap (default 90; 0 = never)\n"
 		"  --net-pool CIDR          sandbox addresses, a /30 each (default " NET_DEFAULT_POOL ")\n"
 		"  --dns-upstream IP[:PORT] where the sandboxes' resolver forwards (default: /etc/resolv.conf)\n"
-		"  --criu PATH              criu binary for process checkpoints on pause to disk (default: criu\n"
+		"  --criu PATH              criu binary for process checkpoints on eviction to disk (default: criu\n"
 		"                           on PATH; used only if `criu check` passes at start)\n"
-		"  --no-criu                never checkpoint processes (pause to disk keeps files only)\n"
+		"  --no-criu                never checkpoint processes (evictions to disk keep files only)\n"
 		"  --log-level LEVEL        debug, info, warn or error (default info)\n"
 		"  --help, --version\n");
 }

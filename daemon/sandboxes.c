@@ -28,6 +28,7 @@
 #include "image/layer_store.h"
 #include "image/template.h"
 #include "net/net.h"
+#include "runtime/criu.h"
 #include "store/store.h"
 
 #define MAX_LOG_LINES 1000
@@ -255,6 +256,13 @@ static void persist(struct sandbox *sb)
 static void disk_dir(const char *id, char *out, size_t n)
 {
 	snprintf(out, n, "%s/disk/%s", S.cfg.state_dir, id);
+}
+
+/* The CRIU checkpoint the disk JSON names ("criu-<n>" in the sandbox's disk dir), or NULL. */
+static const char *checkpoint_name(const struct sandbox *sb)
+{
+	const char *ck = sb->disk ? json_string_value(json_object_get(sb->disk, "checkpoint")) : NULL;
+	return ck && !strncmp(ck, "criu-", 5) && !strchr(ck, '/') ? ck : NULL;
 }
 
 static void disk_forget(const char *id)
@@ -506,6 +514,9 @@ struct create_work {
 	int from_disk;             /* booting from disk (sbx_connect): on failure it stays paused to disk */
 	char traffic_token[48];
 	char *layer_paths[RT_MAX_LAYERS]; /* saved layers + the template's (from_disk) */
+	char checkpoint[PATH_MAX];  /* from_disk with a CRIU checkpoint: its images dir */
+	int restored;               /* the processes came back from it (else a fresh boot) */
+	char ck_why[300];           /* why they did not */
 };
 
 static void create_in_worker(uv_work_t *w)
@@ -515,7 +526,17 @@ static void create_in_worker(uv_work_t *w)
 	cube_err kerr = {0};
 	if (cw->restart && rt_kill(sb->id, &sb->rt, &kerr) < 0)
 		log_warn("sandbox %s: kill before restart: %s", sb->id, kerr.msg);
-	cw->rc = rt_start(&cw->spec, &sb->rt, &cw->err);
+	/* A checkpoint restores the processes; if that fails for any reason, the tested path: a fresh boot
+	 * on the same saved layers (rt_restore leaves nothing behind). */
+	if (cw->checkpoint[0] && !rt_criu_status()->available) {
+		snprintf(cw->ck_why, sizeof cw->ck_why, "CRIU is unavailable on this node (%s)", rt_criu_status()->reason);
+	} else if (cw->checkpoint[0]) {
+		cube_err rerr = {0};
+		cw->restored = rt_restore(&cw->spec, cw->checkpoint, &sb->rt, &rerr) == 0;
+		if (!cw->restored)
+			snprintf(cw->ck_why, sizeof cw->ck_why, "%s", rerr.msg);
+	}
+	cw->rc = cw->restored ? 0 : rt_start(&cw->spec, &sb->rt, &cw->err);
 	if (cw->rc == 0 && (cw->rc = net_sandbox_create(sb->id, sb->rt.netns_fd, sb->rt.pid, S.cfg.uid_base,
 							&cw->network, &sb->net, &cw->err)) < 0)
 		rt_kill(sb->id, &sb->rt, NULL);
@@ -622,6 +643,8 @@ static void create_done(uv_work_t *w, int status)
 		adm_release(sb->memory_mb);
 		if (cw->from_disk) { /* nothing is lost: its files are still on disk; connect may be retried */
 			sb->state = SBX_PAUSED;
+			if (cw->ck_why[0])
+				sbx_log(sb, "warn", "processes not restored from their checkpoint: %s", cw->ck_why);
 			sbx_log(sb, "error", "boot from disk failed: %s", cw->err.msg);
 			cw->cb(NULL, &cw->err, cw->arg);
 		} else {
@@ -654,8 +677,18 @@ static void create_done(uv_work_t *w, int status)
 		watch_exit(sb);
 		if (cw->log_rfd >= 0)
 			envd_log_start(sb, cw->log_rfd);
+		if (cw->checkpoint[0]) { /* used, or failed: it is not tried again */
+			if (!cw->restored)
+				sbx_log(sb, "warn", "processes not restored from their checkpoint (%s): booted afresh on the "
+					"saved files, the start command ran again", cw->ck_why);
+			layer_store_remove_tree(cw->checkpoint);
+			json_object_del(sb->disk, "checkpoint");
+		}
 		char msg[192];
-		if (cw->restart)
+		if (cw->restored)
+			snprintf(msg, sizeof msg, "sandbox restored from its process checkpoint in %lld ms (envd pid %d)",
+				 (long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
+		else if (cw->restart)
 			snprintf(msg, sizeof msg, "sandbox restarted on the layers of %s in %lld ms (envd pid %d)",
 				 sbx_layers_template(sb), (long long)((uv_hrtime() - cw->t0) / 1000000), (int)sb->rt.pid);
 		else
@@ -812,6 +845,8 @@ static void start(struct sandbox *sb, const struct tpl *t, const struct net_poli
 		}
 		for (i = 0; i < t->n_layers && n < RT_MAX_LAYERS; i++)
 			cw->layer_paths[n++] = strdup(t->layers[i]);
+		if (restart == 2 && checkpoint_name(sb))
+			snprintf(cw->checkpoint, sizeof cw->checkpoint, "%s/%s", dir, checkpoint_name(sb));
 		cw->spec.layers = (const char *const *)cw->layer_paths;
 		cw->spec.n_layers = n;
 	}
@@ -1040,7 +1075,42 @@ struct disk_work {
 	cube_err err;
 	int rc;
 	long long t0;
+	/* CRIU checkpoint of the processes (evictions that keep memory, where criu check passed) */
+	int checkpoint;            /* 1: try one */
+	struct rt_sandbox ck_rt;   /* the frozen init's pid and a dup of its netns fd, for the worker */
+	char ck_name[48];          /* "criu-<name>" once published */
+	char ck_why[300];          /* why there is none (logged in the sandbox's log) */
 };
+
+/* An eviction keeps memory (E2B's memory:true): where CRIU works, the processes are checkpointed too.
+ * Not a pause {memory:false} (evict NULL) nor connect {memory:false} ("connect"): both drop memory. */
+static int keeps_memory(const char *evict)
+{
+	return evict && strcmp(evict, "connect") != 0;
+}
+
+/* Worker: criu dump of the frozen sandbox into <dir>/.criu-<name>, fsync'd, renamed to criu-<name>, the
+ * dir fsync'd. Any failure leaves no checkpoint and a reason; the pause to disk goes on without it. */
+static void checkpoint_in_worker(struct disk_work *dw)
+{
+	char scratch[PATH_MAX + 48], final[PATH_MAX + 48], name[48];
+	snprintf(name, sizeof name, "criu-%s", dw->name);
+	snprintf(scratch, sizeof scratch, "%s/.%s", dw->dir, name);
+	snprintf(final, sizeof final, "%s/%s", dw->dir, name);
+	cube_err e = {0};
+	if (mkdir(scratch, 0700) < 0)
+		cube_fail(&e, 500, errno, "create %s", scratch);
+	else if (rt_checkpoint(dw->sb->id, &dw->ck_rt, scratch, &e) == 0 &&
+		 (rename(scratch, final) < 0 || cube_fsync_dir(dw->dir) < 0))
+		cube_fail(&e, 500, errno, "publish %s", final);
+	if (e.status) {
+		snprintf(dw->ck_why, sizeof dw->ck_why, "%s", e.msg);
+		layer_store_remove_tree(scratch);
+		layer_store_remove_tree(final);
+		return;
+	}
+	snprintf(dw->ck_name, sizeof dw->ck_name, "%s", name);
+}
 
 /* Worker: copy the frozen writable layer, publish it by rename, make both durable. */
 static void disk_copy_in_worker(uv_work_t *w)
@@ -1067,6 +1137,9 @@ static void disk_copy_in_worker(uv_work_t *w)
 		layer_store_remove_tree(dw->scratch);
 		layer_store_remove_tree(dw->final);
 	}
+	/* After the files, while still frozen: memory and files are of the same moment. */
+	if (dw->rc == 0 && dw->checkpoint)
+		checkpoint_in_worker(dw);
 }
 
 static void disk_work_free(struct disk_work *dw)
@@ -1114,6 +1187,9 @@ static void disk_copy_done(uv_work_t *w, int status)
 	(void)status;
 	struct disk_work *dw = (struct disk_work *)w;
 	struct sandbox *sb = dw->sb;
+	if (dw->ck_rt.netns_fd >= 0)
+		close(dw->ck_rt.netns_fd);
+	dw->ck_rt.netns_fd = -1;
 	/* Only a kill can intervene (resume, pause and restart wait or refuse while snapshotting); a pause
 	 * to disk started RUNNING, an eviction PAUSED. */
 	if (dw->rc == 0 && sb->state != (dw->evict ? SBX_PAUSED : SBX_RUNNING)) {
@@ -1121,6 +1197,11 @@ static void disk_copy_done(uv_work_t *w, int status)
 				   sb->id, sb->state == SBX_PAUSED ? "paused in memory" : "killed",
 				   dw->evict ? "eviction to disk" : "pause to disk");
 		layer_store_remove_tree(dw->final);
+		if (dw->ck_name[0]) {
+			char ck[PATH_MAX + 48];
+			snprintf(ck, sizeof ck, "%s/%s", dw->dir, dw->ck_name);
+			layer_store_remove_tree(ck);
+		}
 	}
 	if (dw->rc < 0) {
 		sb->snapshotting = 0;
@@ -1142,6 +1223,13 @@ static void disk_copy_done(uv_work_t *w, int status)
 		json_array_extend(layers, old);
 	json_t *disk = json_pack("{s:o,s:o,s:s}", "layers", layers, "policy",
 				 net_policy_to_json(net_sandbox_policy(sb->net), 1), "trafficToken", sb->traffic_token);
+	if (dw->ck_name[0]) /* connect restores the processes from it (else boots afresh) */
+		json_object_set_new(disk, "checkpoint", json_string(dw->ck_name));
+	else if (dw->checkpoint)
+		sbx_log(sb, "warn", "processes not checkpointed (%s): they end, the files are kept", dw->ck_why);
+	else if (keeps_memory(dw->evict))
+		sbx_log(sb, "info", "processes not checkpointed: CRIU is unavailable on this node (%s)",
+			rt_criu_status()->reason);
 	json_decref(sb->disk);
 	sb->disk = disk;
 	sb->state = SBX_PAUSED;
@@ -1194,6 +1282,12 @@ static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, voi
 		dw->n_merged = sbx_disk_layers(sb, dw->merged, LAYER_MERGE_MAX - 1);
 	dw->sb = sb;
 	dw->evict = evict;
+	dw->ck_rt = (struct rt_sandbox){.pid = sb->rt.pid, .start_time = sb->rt.start_time, .pidfd = -1, .netns_fd = -1};
+	if (keeps_memory(evict) && rt_criu_status()->available) {
+		/* a dup: a kill meanwhile closes the sandbox's own fd (the checkpoint then fails, with a reason) */
+		dw->ck_rt.netns_fd = sb->rt.netns_fd >= 0 ? fcntl(sb->rt.netns_fd, F_DUPFD_CLOEXEC, 0) : -1;
+		dw->checkpoint = 1;
+	}
 	sb->refs++;
 	dw->cb = cb;
 	dw->arg = arg;
@@ -1368,6 +1462,15 @@ void sbx_connect(struct sandbox *sb, int timeout_s, int memory, sbx_create_cb cb
 			cb(sb, NULL, arg);
 		return;
 	}
+	if (!memory && checkpoint_name(sb)) { /* E2B: memory false = a cold boot */
+		char ck[PATH_MAX + 64];
+		disk_dir(sb->id, ck, sizeof ck);
+		snprintf(ck + strlen(ck), sizeof ck - strlen(ck), "/%s", checkpoint_name(sb));
+		json_object_del(sb->disk, "checkpoint");
+		persist(sb);
+		layer_store_remove_tree(ck);
+		sbx_log(sb, "info", "process checkpoint dropped: connect with memory false boots afresh");
+	}
 	int admitted = admit(sb->memory_mb, sb->id, connect_after_evict, w, &err);
 	if (admitted == 0)
 		return;
@@ -1418,6 +1521,7 @@ static void disk_reclaim(void)
 			json_t *v;
 			json_array_foreach(json_object_get(sb->disk, "layers"), i, v)
 				listed |= !strcmp(json_string_value(v), e2->d_name);
+			listed |= checkpoint_name(sb) && !strcmp(checkpoint_name(sb), e2->d_name);
 			if (!listed) {
 				char path[PATH_MAX + 600];
 				snprintf(path, sizeof path, "%s/%s", dir, e2->d_name);

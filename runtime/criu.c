@@ -301,7 +301,7 @@ void rt_criu_detect(const char *path, bool disabled, unsigned timeout_ms)
 	memset(&C, 0, sizeof C);
 	if (disabled) {
 		snprintf(C.reason, sizeof C.reason, "disabled (--no-criu)");
-		log_info("criu: %s; pause to disk keeps files only", C.reason);
+		log_info("criu: %s; evictions to disk keep files only", C.reason);
 		return;
 	}
 	if (path) {
@@ -344,10 +344,10 @@ void rt_criu_detect(const char *path, bool disabled, unsigned timeout_ms)
 		free(out);
 	}
 	if (C.available)
-		log_info("criu: %s %s passes `criu check`: pause to disk checkpoints processes", C.path,
+		log_info("criu: %s %s passes `criu check`: evictions to disk checkpoint processes", C.path,
 			 C.version[0] ? C.version : "(unknown version)");
 	else
-		log_info("criu: unavailable (%s); pause to disk keeps files only", C.reason);
+		log_info("criu: unavailable (%s); evictions to disk keep files only", C.reason);
 }
 
 /* The reason in a criu log file, else in its output, else a generic one. */

@@ -1,4 +1,4 @@
-/* Process checkpoints with CRIU for pause to disk, where `criu check` passes on the host. cubed drives
+/* Process checkpoints with CRIU for evictions to disk, where `criu check` passes on the host. cubed drives
  * the `criu` command line (docs/architecture.md says why). Nothing here is required: CRIU is detected
  * once at start, and every caller falls back to the tested path (processes end, files are kept; a fresh
  * boot on the saved files) when a call fails. Policy and limits: docs/lifecycle.md. */
