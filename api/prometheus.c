@@ -11,7 +11,7 @@
 #include "runtime/criu.h"
 
 struct state_counts {
-	unsigned starting, running, paused, killing;
+	unsigned starting, running, paused, paused_disk, killing;
 };
 
 static void count_state(struct sandbox *sb, void *arg)
@@ -21,6 +21,8 @@ static void count_state(struct sandbox *sb, void *arg)
 		c->starting++;
 	else if (sb->state == SBX_RUNNING)
 		c->running++;
+	else if (sb->state == SBX_PAUSED && sb->on_disk)
+		c->paused_disk++;
 	else if (sb->state == SBX_PAUSED)
 		c->paused++;
 	else
@@ -32,11 +34,12 @@ static void collect_states(FILE *out, void *arg)
 	(void)arg;
 	struct state_counts c = {0};
 	sbx_foreach(count_state, &c);
-	fputs("# HELP cube_sandboxes Sandboxes on this node by state (pooled: pre-warmed, not yet claimed).\n"
+	fputs("# HELP cube_sandboxes Sandboxes on this node by state (paused: in memory; paused_disk: paused or evicted to disk; pooled: pre-warmed, not yet claimed).\n"
 	      "# TYPE cube_sandboxes gauge\n", out);
 	metrics_sample(out, "cube_sandboxes", "state=\"starting\"", c.starting);
 	metrics_sample(out, "cube_sandboxes", "state=\"running\"", c.running);
 	metrics_sample(out, "cube_sandboxes", "state=\"paused\"", c.paused);
+	metrics_sample(out, "cube_sandboxes", "state=\"paused_disk\"", c.paused_disk);
 	metrics_sample(out, "cube_sandboxes", "state=\"killing\"", c.killing);
 	metrics_sample(out, "cube_sandboxes", "state=\"pooled\"", (double)pool_idle_total());
 	fputs("# HELP cube_criu_available 1 if `criu check` passed at start: evictions to disk also checkpoint processes.\n"

@@ -67,6 +67,7 @@ ctest(idle, 'idle: a sandbox paused in memory moves to disk after --evict-paused
       'not evicted after the idle time');
     const info = await Sandbox.getInfo(s.sbx.sandboxId, idle.sdkOpts);
     assert.equal(info.state, 'paused', 'an evicted sandbox is still paused');
+    assert.match((await api(idle, 'GET', '/metrics')).text, /^cube_sandboxes\{state="paused_disk"\} 1$/m);
     const logs = (await api(idle, 'GET', `/sandboxes/${s.sbx.sandboxId}/logs`)).text;
     assert.match(logs, /evicted to disk \(idle\)/);
     await s.sbx.connect();
@@ -161,5 +162,35 @@ ctest(tight, 'memory pressure: above the cap share, the paused sandbox moves to 
     await assertRebooted(a.sbx, a);
   } finally {
     await Promise.all([a.sbx.sandboxId, b?.sandboxId].filter(Boolean).map((id) => kill(tight, id)));
+  }
+});
+
+ctest(full, 'kill -9 of cubed in the middle of an eviction: paused in memory or on disk, no half copy, files intact', { timeout: 180_000 }, async (t) => {
+  for (const delayMs of [5, 40, 150]) {
+    const a = await prepare(full);
+    await a.sbx.commands.run('head -c 64M /dev/urandom > /home/user/big.bin');
+    a.want = await sums(a.sbx);
+    const b = await Sandbox.create('evstart', { ...full.sdkOpts, timeoutMs: 120_000 });
+    assert.equal(await a.sbx.pause(), true);
+    // The node is full: this create evicts a, and cubed dies while a's files are being copied.
+    const pending = api(full, 'POST', '/sandboxes', { body: { templateID: 'evstart', timeout: 120 } }).catch(() => null);
+    await new Promise((r) => setTimeout(r, delayMs));
+    await full.kill9();
+    await pending;
+    await full.restart();
+    const info = await api(full, 'GET', `/sandboxes/${a.sbx.sandboxId}`);
+    assert.equal(info.status, 200, 'the sandbox survives');
+    assert.equal(info.json.state, 'paused');
+    const dir = path.join(full.stateDir, 'disk', a.sbx.sandboxId);
+    const left = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    assert.ok(!left.some((n) => n.startsWith('.')), `scratch left: ${left}`);
+    t.diagnostic(`kill -9 after ${delayMs} ms: ${left.length ? 'on disk' : 'in memory'}`);
+    // Make room (a boot from disk needs a slot), then connect: every file is there.
+    const others = (await api(full, 'GET', '/v2/sandboxes?state=running')).json.map((s) => s.sandboxID);
+    await Promise.all(others.map((id) => kill(full, id)));
+    await a.sbx.connect();
+    assert.equal(await sums(a.sbx), a.want);
+    await kill(full, a.sbx.sandboxId);
+    await kill(full, b.sandboxId);
   }
 });
