@@ -672,8 +672,10 @@ int rt_restore(const struct rt_spec *spec, const char *images_dir, struct rt_san
 		return cube_fail(err, 400, EINVAL, "restore: invalid sandbox spec");
 	char path[PATH_MAX + 32], pidfile[PATH_MAX + 32], log_path[PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/inventory.img", images_dir);
-	if (!plain_path(images_dir) || access(path, R_OK) < 0)
-		return cube_fail(err, 500, errno ? errno : EINVAL, "restore: no checkpoint in %s", images_dir);
+	if (!plain_path(images_dir))
+		return cube_fail(err, 500, EINVAL, "restore: images dir %s", images_dir);
+	if (access(path, R_OK) < 0)
+		return cube_fail(err, 500, errno, "restore: no checkpoint in %s", images_dir);
 	unsigned long long stdio_ino = 0;
 	snprintf(path, sizeof path, "%s/" STDIO_FILE, images_dir);
 	cleanup_free char *stdio_text = cube_read_file(path, NULL);

@@ -50,7 +50,7 @@ const onPath = (name) => (process.env.PATH || '').split(':').some((d) => {
   try { fs.accessSync(path.join(d, name), fs.constants.X_OK); return true; } catch { return false; }
 });
 
-const dflt = useCubed();
+const dflt = useCubed({ extraArgs: ['--templates-dir', tplDir, '--evict-paused-after', '1'] });
 const absent = useCubed({ extraArgs: ['--criu', missing] });
 const double = useCubed({ extraArgs: ['--criu', failingCriu, '--templates-dir', tplDir, '--evict-paused-after', '1'] });
 
@@ -199,6 +199,26 @@ ctest(double, 'an explicit pause {memory:false} never checkpoints', { timeout: 9
     assert.doesNotMatch(await logs(sbx.sandboxId), /checkpoint/);
     await sbx.connect();
     assert.equal(await sbx.files.read('/home/user/x'), 'y');
+  } finally {
+    await sbx.kill().catch(() => null);
+  }
+});
+
+ctest(dflt, 'without CRIU an eviction keeps the files only, and the sandbox log says why', { timeout: 90_000 }, async (t) => {
+  if (onPath('criu')) { t.skip('criu is installed on this machine'); return; }
+  const sbx = await Sandbox.create('ckstart', { ...dflt.sdkOpts, timeoutMs: 120_000 });
+  try {
+    await sbx.files.write('/home/user/kept', 'yes');
+    const boot = await bootId(sbx);
+    assert.equal(await sbx.pause(), true);
+    const dir = path.join(dflt.stateDir, 'disk', sbx.sandboxId);
+    assert.ok(await waitFor(async () => /evicted to disk/.test((await api(dflt, 'GET', `/sandboxes/${sbx.sandboxId}/logs`)).text), 20_000));
+    assert.ok(!fs.readdirSync(dir).some((n) => n.includes('criu')), 'no checkpoint without CRIU');
+    assert.match((await api(dflt, 'GET', `/sandboxes/${sbx.sandboxId}/logs`)).text,
+      /processes not checkpointed: CRIU is unavailable on this node \(criu not installed\)/);
+    await sbx.connect();
+    assert.equal(await sbx.files.read('/home/user/kept'), 'yes');
+    assert.notEqual(await bootId(sbx), boot);
   } finally {
     await sbx.kill().catch(() => null);
   }
