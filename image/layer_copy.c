@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <search.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +73,67 @@ static int copy_data(int src, int dst)
 	}
 }
 
-static int copy_tree(int sfd, int dfd, int depth, const char *dname, cube_err *err);
+/* One copy or merge: the new root, and the files with several links copied so far, so their other
+ * names become links again (tsearch tree keyed by source device and inode). */
+struct copy_ctx {
+	int root;
+	void *links;
+	cube_err *err;
+};
+
+struct link_seen {
+	dev_t dev;
+	ino_t ino;
+	char rel[]; /* its first name in the copy, relative to the root */
+};
+
+static int link_cmp(const void *a, const void *b)
+{
+	const struct link_seen *x = a, *y = b;
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static void ctx_free(struct copy_ctx *c)
+{
+	tdestroy(c->links, free);
+	c->links = NULL;
+}
+
+/* The relative path of `name` in the directory at `rel` ("" is the root). */
+static void join(char *out, size_t len, const char *rel, const char *name)
+{
+	snprintf(out, len, "%s%s%s", rel, rel[0] ? "/" : "", name);
+}
+
+/* A regular file with other names: 1 when it was linked to its earlier copy, 0 when it must be copied
+ * (and is now remembered), -1 on error. */
+static int link_again(struct copy_ctx *c, int dfd, const char *n, const char *rel_n, const struct stat *st)
+{
+	if (st->st_nlink < 2)
+		return 0;
+	struct link_seen key = {.dev = st->st_dev, .ino = st->st_ino};
+	void *found = tfind(&key, &c->links, link_cmp);
+	if (found) {
+		const struct link_seen *first = *(struct link_seen **)found;
+		return linkat(c->root, first->rel, dfd, n, 0) < 0 ? -1 : 1;
+	}
+	size_t len = strlen(rel_n) + 1;
+	struct link_seen *e = malloc(sizeof *e + len);
+	if (!e)
+		return -1;
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	memcpy(e->rel, rel_n, len);
+	if (!tsearch(e, &c->links, link_cmp)) {
+		free(e);
+		return -1;
+	}
+	return 0;
+}
+
+static int copy_tree(struct copy_ctx *c, int sfd, int dfd, int depth, const char *rel);
 
 /* Owner, mode, times of a finished directory, then make it durable. */
 static int finish_dir(int d2, const struct stat *st)
@@ -82,18 +143,25 @@ static int finish_dir(int d2, const struct stat *st)
 	       futimens(d2, ts) < 0 ? -1 : 0;
 }
 
-/* Copy the entry `n` (st from fstatat) of directory sfd into dfd; a directory with everything below. */
-static int copy_entry(int sfd, int dfd, const char *n, const struct stat *st, int depth, cube_err *err)
+/* Copy the entry `n` (st from fstatat) of directory sfd (at `rel` in the copy) into dfd; a directory
+ * with everything below. */
+static int copy_entry(struct copy_ctx *c, int sfd, int dfd, const char *n, const struct stat *st, int depth,
+		      const char *rel)
 {
-	int rc = 0;
+	cube_err *err = c->err;
+	char rel_n[PATH_MAX];
+	int rc = 0, linked = 0;
 	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+	join(rel_n, sizeof rel_n, rel, n);
+	if (S_ISREG(st->st_mode) && (linked = link_again(c, dfd, n, rel_n, st)) != 0)
+		return linked < 0 ? cube_fail(err, errno == ENOSPC ? 507 : 500, errno, "link %s", n) : 0;
 	if (S_ISDIR(st->st_mode)) {
 		int s2 = -1, d2 = -1;
 		if (mkdirat(dfd, n, 0700) < 0 || (s2 = openat(sfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
 		    (d2 = openat(dfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 || copy_xattrs(s2, d2, false) < 0)
 			rc = cube_fail(err, 500, errno, "copy dir %s", n);
 		if (rc == 0)
-			rc = copy_tree(s2, d2, depth + 1, n, err);
+			rc = copy_tree(c, s2, d2, depth + 1, rel_n);
 		if (rc == 0 && finish_dir(d2, st) < 0)
 			rc = cube_fail(err, 500, errno, "finish dir %s", n);
 		if (s2 >= 0)
@@ -136,23 +204,30 @@ static DIR *open_listing(int fd)
 	return dir;
 }
 
-/* Copy the directory sfd into the (new, empty) directory dfd. */
-static int copy_tree(int sfd, int dfd, int depth, const char *dname, cube_err *err)
+/* The last component of a relative path (the directory's own name, for runtime_entry). */
+static const char *base_of(const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	return slash ? slash + 1 : rel;
+}
+
+/* Copy the directory sfd (at `rel` in the copy) into the (new, empty) directory dfd. */
+static int copy_tree(struct copy_ctx *c, int sfd, int dfd, int depth, const char *rel)
 {
 	DIR *d = open_listing(sfd);
 	if (!d)
-		return cube_fail(err, 500, errno, "read layer dir");
+		return cube_fail(c->err, 500, errno, "read layer dir");
 	struct dirent *e;
 	int rc = 0;
 	while (rc == 0 && (e = readdir(d))) {
 		const char *n = e->d_name;
-		if (!strcmp(n, ".") || !strcmp(n, "..") || runtime_entry(depth, dname, n))
+		if (!strcmp(n, ".") || !strcmp(n, "..") || runtime_entry(depth, base_of(rel), n))
 			continue;
 		struct stat st;
 		if (fstatat(sfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
-			rc = cube_fail(err, 500, errno, "stat %s", n);
+			rc = cube_fail(c->err, 500, errno, "stat %s", n);
 		else
-			rc = copy_entry(sfd, dfd, n, &st, depth, err);
+			rc = copy_entry(c, sfd, dfd, n, &st, depth, rel);
 	}
 	closedir(d);
 	return rc;
@@ -160,8 +235,9 @@ static int copy_tree(int sfd, int dfd, int depth, const char *dname, cube_err *e
 
 /* Create scratch/rootfs with the root's attributes, run fill on it, clean up on failure. */
 static int with_new_root(const char *scratch, int src_root, cube_err *err,
-			 int (*fill)(int dfd, void *arg, cube_err *err), void *arg)
+			 int (*fill)(struct copy_ctx *c, void *arg), void *arg)
 {
+	struct copy_ctx c = {.root = -1, .err = err};
 	char root[PATH_MAX + 80];
 	snprintf(root, sizeof root, "%s/rootfs", scratch);
 	int rc = -1, dfd = -1;
@@ -170,12 +246,13 @@ static int with_new_root(const char *scratch, int src_root, cube_err *err,
 	if (mkdir(scratch, 0700) < 0 || mkdir(root, 0700) < 0 ||
 	    (dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fstat(src_root, &st) < 0) {
 		cube_fail(err, 500, errno, "create %s", root);
-	} else if (fill(dfd, arg, err) == 0 && copy_xattrs(src_root, dfd, true) == 0 &&
+	} else if ((c.root = dfd, fill(&c, arg) == 0) && copy_xattrs(src_root, dfd, true) == 0 &&
 		   fchown(dfd, st.st_uid, st.st_gid) == 0 && fchmod(dfd, st.st_mode & 07777) == 0 && fsync(dfd) == 0) {
 		rc = 0;
 	} else if (!err->msg[0]) {
 		cube_fail(err, 500, errno, "copy the root of the layer");
 	}
+	ctx_free(&c);
 	if (dfd >= 0)
 		close(dfd);
 	if (rc < 0)
@@ -183,9 +260,9 @@ static int with_new_root(const char *scratch, int src_root, cube_err *err,
 	return rc;
 }
 
-static int fill_copy(int dfd, void *arg, cube_err *err)
+static int fill_copy(struct copy_ctx *c, void *arg)
 {
-	return copy_tree(*(int *)arg, dfd, 0, "", err);
+	return copy_tree(c, *(int *)arg, c->root, 0, "");
 }
 
 int layer_copy(const char *upper, const char *scratch, cube_err *err)
@@ -200,13 +277,16 @@ int layer_copy(const char *upper, const char *scratch, cube_err *err)
 
 /* ---- merging a stack ---- */
 
-static int merge_dirs(const int *fds, size_t n, int dfd, int depth, const char *dname, cube_err *err);
+static int merge_dirs(struct copy_ctx *c, const int *fds, size_t n, int dfd, int depth, const char *rel);
 
 /* The directory `name`, topmost in layer 0 of fds[0..n): gather its namesakes below until one is
  * opaque, or a layer has something else there (a file or a whiteout hides everything under it). */
-static int merge_one_dir(const int *fds, size_t n, int dfd, const char *name, const struct stat *st, int depth,
-			 cube_err *err)
+static int merge_one_dir(struct copy_ctx *c, const int *fds, size_t n, int dfd, const char *name, const struct stat *st,
+			 int depth, const char *rel)
 {
+	cube_err *err = c->err;
+	char rel_n[PATH_MAX];
+	join(rel_n, sizeof rel_n, rel, name);
 	int chain[LAYER_MERGE_MAX];
 	size_t m = 0;
 	int rc = 0, hides_below = 0, d2 = -1;
@@ -237,7 +317,7 @@ static int merge_one_dir(const int *fds, size_t n, int dfd, const char *name, co
 			(hides_below && fsetxattr(d2, OPAQUE_XATTR, "y", 1, 0) < 0)))
 		rc = cube_fail(err, 500, errno, "merge dir %s", name);
 	if (rc == 0)
-		rc = merge_dirs(chain, m, d2, depth + 1, name, err);
+		rc = merge_dirs(c, chain, m, d2, depth + 1, rel_n);
 	if (rc == 0 && finish_dir(d2, st) < 0)
 		rc = cube_fail(err, 500, errno, "finish dir %s", name);
 	for (size_t j = 0; j < m; j++)
@@ -248,8 +328,9 @@ static int merge_one_dir(const int *fds, size_t n, int dfd, const char *name, co
 }
 
 /* Merge the directories fds[0..n) (topmost first, all the same path) into the new directory dfd. */
-static int merge_dirs(const int *fds, size_t n, int dfd, int depth, const char *dname, cube_err *err)
+static int merge_dirs(struct copy_ctx *c, const int *fds, size_t n, int dfd, int depth, const char *rel)
 {
+	cube_err *err = c->err;
 	int rc = 0;
 	for (size_t k = 0; k < n && rc == 0; k++) {
 		DIR *d = open_listing(fds[k]);
@@ -258,7 +339,7 @@ static int merge_dirs(const int *fds, size_t n, int dfd, int depth, const char *
 		struct dirent *e;
 		while (rc == 0 && (e = readdir(d))) {
 			const char *name = e->d_name;
-			if (!strcmp(name, ".") || !strcmp(name, "..") || runtime_entry(depth, dname, name))
+			if (!strcmp(name, ".") || !strcmp(name, "..") || runtime_entry(depth, base_of(rel), name))
 				continue;
 			bool above = false; /* a higher layer has it: decided there */
 			struct stat st;
@@ -269,9 +350,9 @@ static int merge_dirs(const int *fds, size_t n, int dfd, int depth, const char *
 			if (fstatat(fds[k], name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 				rc = cube_fail(err, 500, errno, "stat %s", name);
 			else if (S_ISDIR(st.st_mode) && k + 1 < n)
-				rc = merge_one_dir(fds + k, n - k, dfd, name, &st, depth, err);
+				rc = merge_one_dir(c, fds + k, n - k, dfd, name, &st, depth, rel);
 			else
-				rc = copy_entry(fds[k], dfd, name, &st, depth, err); /* whiteouts too */
+				rc = copy_entry(c, fds[k], dfd, name, &st, depth, rel); /* whiteouts too */
 		}
 		closedir(d);
 	}
@@ -283,10 +364,10 @@ struct merge_arg {
 	size_t n;
 };
 
-static int fill_merge(int dfd, void *arg, cube_err *err)
+static int fill_merge(struct copy_ctx *c, void *arg)
 {
 	struct merge_arg *m = arg;
-	return merge_dirs(m->fds, m->n, dfd, 0, "", err);
+	return merge_dirs(c, m->fds, m->n, c->root, 0, "");
 }
 
 int layer_merge(const char *const *layers, size_t n, const char *scratch, cube_err *err)

@@ -1,8 +1,9 @@
 /* Copies of overlay layers, for snapshots and pauses to disk: a sandbox's writable layer (frozen) into a
  * new read-only layer, or several stacked layers merged into one. Owners, modes, times, extended
  * attributes, symlinks, device nodes and overlay whiteouts (char 0/0) and opaque directories
- * (trusted.overlay.opaque) are kept, so the result means the same on top of the layers below it. Hard
- * links become copies. Blocking (worker threads); everything written is fsync'd. */
+ * (trusted.overlay.opaque) are kept, so the result means the same on top of the layers below it. Names
+ * of one file (hard links) stay links of one file in the copy. Blocking (worker threads); everything
+ * written is fsync'd. */
 #ifndef CUBE_IMAGE_LAYER_COPY_H
 #define CUBE_IMAGE_LAYER_COPY_H
 

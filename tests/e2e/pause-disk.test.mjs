@@ -100,7 +100,7 @@ ctest(c, 'twelve pauses to disk: saved layers are merged into one, and every cha
     'rm -rf /opt/x && mkdir /opt/x && echo fresh > /opt/x/new',
     'rm -f /home/user/d && mkdir -p /home/user/d/again && echo b > /home/user/d/again/b',
     'rm -rf /usr/share/doc/bash',
-    'echo x3 > /opt/x/three && chmod 600 /opt/x/three && ln -sf /opt/x/new /home/user/link',
+    'echo x3 > /opt/x/three && chmod 600 /opt/x/three && ln -sf /opt/x/new /home/user/link && ln /opt/x/three /opt/x/three-link',
   ];
   const LIST = 'cd / && find home/user opt etc usr/share/doc tmp -xdev ! -path tmp/boot-id -printf "%p %y %m\\n" | LC_ALL=C sort | sha256sum; ' +
     'find home/user opt tmp -xdev -type f ! -path tmp/boot-id | LC_ALL=C sort | xargs -r sha256sum';
@@ -118,7 +118,9 @@ ctest(c, 'twelve pauses to disk: saved layers are merged into one, and every cha
   assert.ok(maxSaved <= 8, `at most eight saved layers (saw ${maxSaved})`);
   assert.equal((await sbx.commands.run('cat /home/user/shared')).stdout, 's0\n' + [...Array(12).keys()].join('\n') + '\n');
   assert.equal((await sbx.commands.run('test -e /etc/issue || echo gone')).stdout, 'gone\n');
-  assert.equal((await sbx.commands.run('ls /opt/x | tr "\\n" " "')).stdout, 'new three ');
+  assert.equal((await sbx.commands.run('ls /opt/x | tr "\\n" " "')).stdout, 'new three three-link ');
+  assert.equal((await sbx.commands.run('stat -c %i /opt/x/three /opt/x/three-link | uniq | wc -l')).stdout, '1\n',
+    'a hard link stays one file through saves and the merge');
   assert.equal((await sbx.commands.run('test -e /usr/share/doc/bash || echo gone')).stdout, 'gone\n');
   await sbx.kill();
 });

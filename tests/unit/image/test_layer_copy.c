@@ -1,5 +1,5 @@
 /* image/layer_copy: a copy keeps what overlay reads (attributes, symlinks, whiteouts, opaque markers) and
- * drops the runtime's entries; a merge of three stacked layers shows what the stack showed: topmost entry
+ * hard links, and drops the runtime's entries; a merge of three stacked layers shows what the stack showed: topmost entry
  * wins, directories gather their lower namesakes, and become opaque where the stack hid what lies below
  * (an opaque dir, a dir over a file or over a whiteout); whiteouts stay. Needs root (mknod, trusted.*
  * xattrs, chown); skipped otherwise. */
@@ -141,6 +141,10 @@ static void test_copy(void **state)
 	assert_int_equal(chown(p, 1234, 5678), 0);
 	at(p, "c0", "home/link");
 	assert_int_equal(symlink("/etc/passwd", p), 0);
+	char p2[PATH_MAX];
+	at(p, "c0", "home/user/a.txt");
+	at(p2, "c0", "opaq/same-file");
+	assert_int_equal(link(p, p2), 0); /* a second name, in another directory */
 	at(p, "c0", "");
 	snprintf(out, sizeof out, "%s/out", top);
 	assert_int_equal(layer_copy(p, out, &err), 0);
@@ -161,6 +165,13 @@ static void test_copy(void **state)
 	at(p, "out/rootfs", "home/link");
 	assert_int_equal(readlink(p, target, sizeof target - 1), 11);
 	assert_string_equal(target, "/etc/passwd"); /* copied as a link, never followed */
+	struct stat s1, s2;
+	at(p, "out/rootfs", "home/user/a.txt");
+	at(p2, "out/rootfs", "opaq/same-file");
+	assert_int_equal(lstat(p, &s1), 0);
+	assert_int_equal(lstat(p2, &s2), 0);
+	assert_int_equal(s1.st_ino, s2.st_ino); /* still one file with two names */
+	assert_int_equal(s1.st_nlink, 2);
 	/* no layer: 409; the scratch dir is never left behind */
 	at(p, "nosuch", "");
 	assert_int_equal(layer_copy(p, out, &err), -1);
@@ -201,6 +212,10 @@ static void test_merge(void **state)
 	put("l0", "f/z", "z0", 0644);    /* a dir over l2's file */
 	put("l0", "g", "file over a dir", 0600);
 	put("l0", "etc/resolv.conf", "runtime's", 0644);
+	char h1[PATH_MAX], h2[PATH_MAX];
+	at(h1, "l0", "a/new");
+	at(h2, "l0", "hardlink-to-new");
+	assert_int_equal(link(h1, h2), 0);
 	mkdirs("l0", "proc");
 	char l0[PATH_MAX], l1[PATH_MAX], l2[PATH_MAX], out[PATH_MAX];
 	at(l0, "l0", "");
@@ -237,6 +252,12 @@ static void test_merge(void **state)
 	at(p, "out/rootfs", "deep/1/2/three");
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
+	struct stat sa, sb;
+	at(h1, "out/rootfs", "a/new");
+	at(h2, "out/rootfs", "hardlink-to-new");
+	assert_int_equal(lstat(h1, &sa), 0);
+	assert_int_equal(lstat(h2, &sb), 0);
+	assert_int_equal(sa.st_ino, sb.st_ino);
 	layer_store_remove_tree(out);
 	/* a single layer merges into a copy of itself; too many or missing layers are refused */
 	assert_int_equal(layer_merge(stack + 2, 1, out, &err), 0);
