@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/nsfs.h>
 #include <linux/sched.h>
 #include <poll.h>
@@ -25,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -550,6 +552,11 @@ int rt_check_confined(const char *id, pid_t pid, int netns_fd, cube_err *err)
 		if (strcmp(got, want))
 			return cube_fail(err, 500, 0, "pid %d: %s is \"%s\", not \"%s\"", (int)pid, path, got, want);
 	}
+	/* its root is an overlay (the sandbox's layers), not the host's root or any other filesystem */
+	struct statfs fs;
+	snprintf(path, sizeof path, "/proc/%d/root/", (int)pid);
+	if (statfs(path, &fs) < 0 || fs.f_type != OVERLAYFS_SUPER_MAGIC)
+		return cube_fail(err, 500, 0, "the root of pid %d is not the sandbox's overlay", (int)pid);
 	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
 	cleanup_free char *status = cube_read_file(path, NULL);
 	char v[64];

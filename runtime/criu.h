@@ -39,8 +39,8 @@ int rt_restore(const struct rt_spec *spec, const char *images_dir, struct rt_san
 
 /* Whether pid is the init of sandbox id as rt_start makes it: in its cgroup; in its own user namespace
  * with the sandbox's id maps; in its own mount, PID, UTS, IPC and network namespaces owned by the host's
- * user namespace (netns_fd's namespace, when >= 0); seccomp filter on, no_new_privs, no capability
- * beyond the sandbox set. */
+ * user namespace (netns_fd's namespace, when >= 0); an overlay as its root; seccomp filter on,
+ * no_new_privs, no capability beyond the sandbox set. */
 int rt_check_confined(const char *id, pid_t pid, int netns_fd, cube_err *err);
 
 /* ---- pure parts (tests/unit/runtime/test_criu.c) ---- */
