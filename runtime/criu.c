@@ -324,7 +324,8 @@ void rt_criu_detect(const char *path, bool disabled, unsigned timeout_ms)
 		cube_err err = {0};
 		char *out = NULL;
 		char *vargv[] = {C.path, "--version", NULL};
-		if (run(vargv, timeout_ms, &out, &err) == 0 && out) {
+		/* the version is for the log only: it may not hold up the start for long */
+		if (run(vargv, timeout_ms < 2000 ? timeout_ms : 2000, &out, &err) == 0 && out) {
 			const char *v = strstr(out, "Version:");
 			if (v)
 				one_line(v + 8, strcspn(v + 8, "\n"), C.version, sizeof C.version);
