@@ -22,6 +22,26 @@ int cube_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int cube_copy_fd(int src, int dst)
+{
+	for (;;) {
+		ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
+		if (n == 0)
+			return 0;
+		if (n > 0)
+			continue;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+			return -1;
+		break;
+	}
+	char buf[1 << 16];
+	ssize_t r;
+	while ((r = read(src, buf, sizeof buf)) > 0)
+		if (cube_write_all(dst, buf, (size_t)r) < 0)
+			return -1;
+	return r < 0 ? -1 : 0;
+}
+
 char *cube_read_file(const char *path, size_t *len_out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -22,6 +22,9 @@ static inline void cube_closedirp(DIR **d) { if (*d) closedir(*d); }
 
 /* Write the whole buffer, retrying on EINTR and short writes. */
 int cube_write_all(int fd, const void *buf, size_t len);
+/* Copy the rest of src to dst: copy_file_range (in-kernel, reflinks where the filesystem can), else
+ * read/write when the two filesystems cannot. */
+int cube_copy_fd(int src, int dst);
 /* Read a small file into a NUL-terminated malloc'd buffer; returns NULL and sets errno on failure. */
 char *cube_read_file(const char *path, size_t *len_out);
 /* Write a string to a file (O_WRONLY|O_TRUNC, no create): for cgroup and /proc knobs. */

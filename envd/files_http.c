@@ -834,22 +834,7 @@ static int append_file(int out_fd, const char *src)
 		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		return -1;
 	}
-	for (;;) {
-		ssize_t n = copy_file_range(in, NULL, out_fd, NULL, 1 << 30, 0);
-		if (n == 0)
-			return 0;
-		if (n > 0)
-			continue;
-		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-			return -1;
-		break; /* copy by hand */
-	}
-	char buf[IO_CHUNK];
-	ssize_t n;
-	while ((n = read(in, buf, sizeof buf)) > 0)
-		if (cube_write_all(out_fd, buf, (size_t)n) < 0)
-			return -1;
-	return n < 0 ? -1 : 0;
+	return cube_copy_fd(in, out_fd);
 }
 
 static void compose_with_body(http_req *req, char *body, size_t len, int error_status)

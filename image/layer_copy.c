@@ -54,25 +54,6 @@ static bool is_opaque(int dirfd)
 	return fgetxattr(dirfd, OPAQUE_XATTR, v, sizeof v) == 1 && v[0] == 'y';
 }
 
-static int copy_data(int src, int dst)
-{
-	for (;;) {
-		ssize_t n = copy_file_range(src, NULL, dst, NULL, 1 << 30, 0);
-		if (n == 0)
-			return 0;
-		if (n > 0)
-			continue;
-		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-			return -1;
-		char buf[1 << 16];
-		ssize_t r;
-		while ((r = read(src, buf, sizeof buf)) > 0)
-			if (cube_write_all(dst, buf, (size_t)r) < 0)
-				return -1;
-		return r < 0 ? -1 : 0;
-	}
-}
-
 /* One copy or merge: the new root, and the files with several links copied so far, so their other
  * names become links again (tsearch tree keyed by source device and inode). */
 struct copy_ctx {
@@ -171,7 +152,7 @@ static int copy_entry(struct copy_ctx *c, int sfd, int dfd, const char *n, const
 	} else if (S_ISREG(st->st_mode)) {
 		int s2 = openat(sfd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		int d2 = s2 < 0 ? -1 : openat(dfd, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (d2 < 0 || copy_data(s2, d2) < 0 || copy_xattrs(s2, d2, false) < 0 || fchown(d2, st->st_uid, st->st_gid) < 0 ||
+		if (d2 < 0 || cube_copy_fd(s2, d2) < 0 || copy_xattrs(s2, d2, false) < 0 || fchown(d2, st->st_uid, st->st_gid) < 0 ||
 		    fchmod(d2, st->st_mode & 07777) < 0 || futimens(d2, ts) < 0 || fsync(d2) < 0)
 			rc = cube_fail(err, errno == ENOSPC ? 507 : 500, errno, "copy file %s", n);
 		if (s2 >= 0)

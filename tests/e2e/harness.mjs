@@ -268,6 +268,21 @@ export class Cubed {
 }
 
 // Register before/after hooks that give this test file its own cubed. Returns the (lazily started) instance.
+// A private templates dir for one test file (snapshots are written there, so files do not share one):
+// the shared `base`, plus a template `name` on base's files whose start command writes a fresh
+// /tmp/boot-id at every boot, so a test can tell whether a sandbox booted again. Removed afterwards.
+export function bootMarkerTemplates(prefix, name, { memoryMB = 256, diskSizeMB = 256 } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cube-e2e-${prefix}-tpl-`));
+  fs.symlinkSync(path.join(templatesDir, 'base'), path.join(dir, 'base'));
+  fs.mkdirSync(path.join(dir, name));
+  fs.writeFileSync(path.join(dir, name, 'template.json'), JSON.stringify({
+    name, cpuCount: 1, memoryMB, diskSizeMB, envs: {}, layers: ['template/base'],
+    startCmd: 'cat /proc/sys/kernel/random/uuid > /tmp/boot-id; exec sleep infinity',
+  }));
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 export function useCubed(opts) {
   const c = new Cubed(opts);
   before(async () => { await c.start(); }, { timeout: 60_000 });

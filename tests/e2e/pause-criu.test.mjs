@@ -10,7 +10,7 @@ import { after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { useCubed, ctest, run, bin, loadSdk, api, templatesDir, waitFor } from './harness.mjs';
+import { useCubed, ctest, run, bin, loadSdk, api, bootMarkerTemplates, waitFor } from './harness.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-criu-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -34,15 +34,7 @@ echo "Error (cube-e2e-test-double): $cmd refused by this test double" > "$dir/$l
 exit 1
 `, { mode: 0o755 });
 
-const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-criu-tpl-'));
-fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
-// base's files plus a start command, to see each boot (/tmp is fresh on every boot).
-fs.mkdirSync(path.join(tplDir, 'ckstart'));
-fs.writeFileSync(path.join(tplDir, 'ckstart', 'template.json'), JSON.stringify({
-  name: 'ckstart', cpuCount: 1, memoryMB: 256, diskSizeMB: 256, envs: {}, layers: ['template/base'],
-  startCmd: 'cat /proc/sys/kernel/random/uuid > /tmp/boot-id; exec sleep infinity',
-}));
-after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
+const tplDir = bootMarkerTemplates('criu', 'ckstart');
 
 const missing = path.join(tmp, 'no-such-criu');
 

@@ -7,23 +7,13 @@
 // The CLI: sandbox pause --to-disk, resume.
 
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, templatesDir, hostPids, waitFor, run, bin } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, bootMarkerTemplates, hostPids, waitFor, run, bin } from './harness.mjs';
 
-const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-pausedisk-tpl-'));
-fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
-// base's files plus a start command, to see it run again on each boot (it rewrites /tmp/boot-id).
-fs.mkdirSync(path.join(tplDir, 'pdstart'));
-fs.writeFileSync(path.join(tplDir, 'pdstart', 'template.json'), JSON.stringify({
-  name: 'pdstart', cpuCount: 1, memoryMB: 256, diskSizeMB: 256, envs: {}, layers: ['template/base'],
-  startCmd: 'cat /proc/sys/kernel/random/uuid > /tmp/boot-id; exec sleep infinity',
-}));
+const tplDir = bootMarkerTemplates('pausedisk', 'pdstart');
 const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
-after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
 
 const SUM = 'cd / && find home/user opt/pd tmp -type f ! -path tmp/boot-id 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum; ' +
   'test -e /etc/motd && echo motd || echo no-motd';

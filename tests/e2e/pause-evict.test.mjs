@@ -6,21 +6,11 @@
 // paused in memory instead of thawing it.
 
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { useCubed, ctest, loadSdk, api, dataRequest, templatesDir, waitFor } from './harness.mjs';
+import { useCubed, ctest, loadSdk, api, dataRequest, bootMarkerTemplates, waitFor } from './harness.mjs';
 
-const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-evict-tpl-'));
-fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
-// base's files plus a start command, to see each boot (/tmp is fresh on every boot).
-fs.mkdirSync(path.join(tplDir, 'evstart'));
-fs.writeFileSync(path.join(tplDir, 'evstart', 'template.json'), JSON.stringify({
-  name: 'evstart', cpuCount: 1, memoryMB: 512, diskSizeMB: 512, envs: {}, layers: ['template/base'],
-  startCmd: 'cat /proc/sys/kernel/random/uuid > /tmp/boot-id; exec sleep infinity',
-}));
-after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
+const tplDir = bootMarkerTemplates('evict', 'evstart', { memoryMB: 512, diskSizeMB: 512 });
 
 const idle = useCubed({ extraArgs: ['--templates-dir', tplDir, '--evict-paused-after', '2'] });
 const full = useCubed({ extraArgs: ['--templates-dir', tplDir, '--max-sandboxes', '2'] });

@@ -5,24 +5,14 @@
 // after a rollback leaves a truthful state.
 
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin, dataRequest, waitFor } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, bootMarkerTemplates, run, bin, dataRequest, waitFor } from './harness.mjs';
 
 // Snapshots are written as templates: a private templates dir with the shared base template.
-const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-rollback-tpl-'));
-fs.symlinkSync(path.join(templatesDir, 'base'), path.join(tplDir, 'base'));
-// base's files plus a start command, to see it run again after a rollback (it rewrites /tmp/boot-id).
-fs.mkdirSync(path.join(tplDir, 'rbstart'));
-fs.writeFileSync(path.join(tplDir, 'rbstart', 'template.json'), JSON.stringify({
-  name: 'rbstart', cpuCount: 1, memoryMB: 256, diskSizeMB: 256, envs: {}, layers: ['template/base'],
-  startCmd: 'cat /proc/sys/kernel/random/uuid > /tmp/boot-id; exec sleep infinity',
-}));
+const tplDir = bootMarkerTemplates('rollback', 'rbstart');
 const c = useCubed({ extraArgs: ['--templates-dir', tplDir] });
-after(() => fs.rmSync(tplDir, { recursive: true, force: true }));
 
 // Checksums of every regular file under the directories we touch, plus which marker files exist.
 const SUM = 'cd / && find home/user opt/rb -type f 2>/dev/null | LC_ALL=C sort | xargs -r sha256sum; ' +
