@@ -750,20 +750,8 @@ int rt_restore(const struct rt_spec *spec, const char *images_dir, struct rt_san
 	p->exec_path = C.path;
 	p->exec_argv = a->argv;
 
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	struct clone_args ca = {
-		.flags = CLONE_NEWNS | CLONE_PIDFD | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
-		.pidfd = (unsigned long long)(uintptr_t)&criu_pidfd,
-		.exit_signal = SIGCHLD,
-		.cgroup = cgfd >= 0 ? (unsigned long long)cgfd : 0,
-	};
-	criu_pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
-	if (criu_pid == 0)
-		child_restore_main(p);
+	criu_pid = rt_clone_child(CLONE_NEWNS, cgfd, &criu_pidfd, child_restore_main, p);
 	int clone_errno = errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sync[1]);
 	sync[1] = -1;
 	if (criu_pid < 0) {

@@ -74,6 +74,11 @@ __attribute__((noreturn)) void child_main(const struct start_plan *p);
 #define CHILD_CRIU_NETNS_FD 3
 #define CHILD_CRIU_STDIO_FD 4
 __attribute__((noreturn)) void child_restore_main(const struct start_plan *p);
+/* clone3 with these namespace flags (plus CLONE_PIDFD, and CLONE_INTO_CGROUP when cgfd >= 0), the
+ * child running child(p) with every signal blocked until it resets cubed's handlers. Returns the pid
+ * (*pidfd set) or -1 with errno. */
+pid_t rt_clone_child(unsigned long long ns_flags, int cgfd, int *pidfd,
+		     __attribute__((noreturn)) void (*child)(const struct start_plan *p), const struct start_plan *p);
 /* The capabilities a sandbox keeps (bit mask of CAP_*), for checking a restored one. */
 unsigned long long child_kept_caps(void);
 

@@ -159,6 +159,28 @@ void rt_globals(struct rt_globals *out)
 				   .uid_base = R.uid_base, .uid_count = R.uid_count, .host_netns = R.host_netns};
 }
 
+pid_t rt_clone_child(unsigned long long ns_flags, int cgfd, int *pidfd,
+		     __attribute__((noreturn)) void (*child)(const struct start_plan *p), const struct start_plan *p)
+{
+	/* The child must not run cubed's signal handlers before it resets them. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	struct clone_args ca = {
+		.flags = ns_flags | CLONE_PIDFD | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
+		.pidfd = (unsigned long long)(uintptr_t)pidfd,
+		.exit_signal = SIGCHLD,
+		.cgroup = cgfd >= 0 ? (unsigned long long)cgfd : 0,
+	};
+	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+	if (pid == 0)
+		child(p);
+	int clone_errno = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = clone_errno;
+	return pid;
+}
+
 int rt_set_memory_cap(unsigned long long bytes, cube_err *err)
 {
 	return cg_cap_memory(bytes, err);
@@ -479,22 +501,9 @@ int rt_start(const struct rt_spec *spec, struct rt_sandbox *out, cube_err *err)
 	p->config_fd = config_fd;
 	p->log_fd = log_fd;
 
-	/* The child must not run cubed's signal handlers before it resets them. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	struct clone_args ca = {
-		.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD |
-			 (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
-		.pidfd = (unsigned long long)(uintptr_t)&pidfd,
-		.exit_signal = SIGCHLD,
-		.cgroup = cgfd >= 0 ? (unsigned long long)cgfd : 0,
-	};
-	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
-	if (pid == 0)
-		child_main(p);
+	pid = rt_clone_child(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC, cgfd, &pidfd,
+			     child_main, p);
 	int clone_errno = errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(ready[1]);
 	close(sync[1]);
 	ready[1] = sync[1] = -1;
