@@ -1,7 +1,8 @@
 // What a sandbox's changed bytes cost: snapshot, pause to disk, connect (boot) from disk, create from a
-// snapshot, rollback and fork of 10, for 0 MB (the fixed part), 10 MB, 100 MB and 1 GB of random bytes
-// written into the sandbox's writable layer, against a private cubed with a private templates dir
-// (snapshots are written there); plus the host's own copy, fsync and tmpfs-free times for the same bytes.
+// snapshot, rollback, fork of 10 and (when cubed has it) policy eviction of a memory-paused sandbox to
+// disk, for 0 MB (the fixed part), 10 MB, 100 MB and 1 GB of random bytes written into the sandbox's
+// writable layer, against a private cubed with a private templates dir (snapshots are written there);
+// plus the host's own copy, fsync and tmpfs-free times for the same bytes.
 // Every operation is checked: the blob's CRC (cksum) is compared after each connect, rollback, create and
 // fork, so what is timed is a correct operation.
 //
@@ -10,6 +11,7 @@
 // memory and of disk), written as template.json next to a link to `base`.
 //
 // Usage: node bench/lifecycle.mjs [--out bench/lifecycle-results.json]   (needs build/ and the test template)
+//        node bench/lifecycle.mjs --tables [bench/lifecycle-results.json]   (docs/benchmarks.md's tables)
 // Environment: BENCH_SIZES_MB (0,10,100,1024), BENCH_N_LC (10 per size), BENCH_N_LC_BIG (5 for sizes ≥ 1 GB),
 //              BENCH_N_CREATE (30), BENCH_FORK (10 children), BENCH_N_FORK (5 forks per size),
 //              BENCH_N_FORK_BIG (3 for sizes ≥ 1 GB), BENCH_N_EVICT (5; BENCH_N_EVICT_BIG 3), BENCH_TPL_MB (2048).
@@ -18,7 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Cubed, api, bin, run, templatesDir, waitFor } from '../tests/e2e/harness.mjs';
-import { arg, createSandbox, logTimes, machine, printRows, r2, sh, summary } from './lib.mjs';
+import { arg, createSandbox, logTimes, machine, pct, printRows, r2, sh, summary } from './lib.mjs';
 
 const outPath = arg('--out', 'bench/lifecycle-results.json');
 const SIZES_MB = (process.env.BENCH_SIZES_MB || '0,10,100,1024').split(',').map(Number);
@@ -64,7 +66,10 @@ async function hostCopy(stateDir, mb, n) {
   const copy = [], sync = [], toTmpfs = [];
   let umountMs = null;
   const m = await run('mount', ['-t', 'tmpfs', '-o', `size=${2 * mb + 16}m`, 'tmpfs', mnt]);
-  if (m.code !== 0) throw new Error(`mount tmpfs: ${m.stderr}`);
+  if (m.code !== 0) {
+    fs.rmdirSync(mnt);
+    throw new Error(`mount tmpfs: ${m.stderr}`);
+  }
   try {
     const fd = fs.openSync(src, 'w');
     const chunk = Buffer.alloc(1 << 20);
@@ -105,34 +110,57 @@ async function deleteSnapshotsOf(c, sandboxID) {
 
 async function bySize(c, mb) {
   const n = iterations(mb), out = { iterations: n };
+  const snapRe = /snapshot \S+ taken in (\d+) ms/;
+
+  // Snapshot, then pause to disk, then connect, of the same bytes in a fresh sandbox each time (a
+  // snapshot after a pause to disk would copy the saved layers too, and fresh sandboxes keep the pairs
+  // comparable). Snapshot: freeze, copy the writable layer into the layer store with fsync, publish,
+  // thaw. Pause to disk: 204 once the copy is durable and the processes have ended. Connect: 201 once
+  // envd answers again, booted on the saved layer. The first snapshot is kept for the steps below.
+  const snap = [], snapCubed = [], pause = [], pauseCubed = [], connect = [], ratio = [];
+  let keep, sum;
+  for (let i = 0; i < n; i++) {
+    const sbx = await createSandbox(c, { templateID: TPL });
+    try {
+      const s = await writeBlob(c, sbx, mb);
+      const [sms, sn] = await timed(() => call(c, 'POST', `/sandboxes/${sbx.sandboxID}/snapshots`, {}, 201));
+      const [pms] = await timed(() => call(c, 'POST', `/sandboxes/${sbx.sandboxID}/pause`, { memory: false }, 204));
+      const [cms] = await timed(() => call(c, 'POST', `/v2/sandboxes/${sbx.sandboxID}/connect`, { timeout: 600 }, 201));
+      await checkBlob(c, sbx, s, 'connect from disk');
+      snap.push(sms);
+      pause.push(pms);
+      connect.push(cms);
+      ratio.push(pms / sms);
+      snapCubed.push((await logTimes(c, sbx.sandboxID, snapRe))[0]);
+      pauseCubed.push((await logTimes(c, sbx.sandboxID, /paused to disk in (\d+) ms/))[0]);
+      if (!keep) [keep, sum] = [sn.snapshotID, s];
+      else await call(c, 'DELETE', `/templates/${sn.snapshotID}`, undefined, 204);
+    } finally {
+      await api(c, 'DELETE', `/sandboxes/${sbx.sandboxID}`).catch(() => null);
+    }
+  }
+  Object.assign(out, { snapshotMs: summary(snap), snapshotInCubedMs: summary(snapCubed), pauseToDiskMs: summary(pause),
+    pauseToDiskInCubedMs: summary(pauseCubed), connectFromDiskMs: summary(connect) });
+  out.snapshotMBps = mb ? r2(mb / (out.snapshotMs.p50 / 1000)) : null;
+  out.pauseToDiskMBps = mb ? r2(mb / (out.pauseToDiskMs.p50 / 1000)) : null;
+  out.pauseToDiskOverSnapshot = r2(pct(ratio, 50)); // median of the per-sandbox ratios
+  out.snapshotId = keep;
+
+  // Create from that snapshot (API round trip to 201), each checked.
+  const create = [];
+  for (let i = 0; i < n; i++) {
+    const [ms, sbx] = await timed(() => createSandbox(c, { templateID: keep }));
+    create.push(ms);
+    await checkBlob(c, sbx, sum, 'create from snapshot');
+    await call(c, 'DELETE', `/sandboxes/${sbx.sandboxID}`, undefined, 204);
+  }
+  out.createFromSnapshotMs = summary(create);
+
   const src = await createSandbox(c, { templateID: TPL });
   try {
-    let sum = await writeBlob(c, src, mb);
-
-    // Snapshot: freeze, copy the writable layer into the layer store with fsync, publish, thaw.
-    const snap = [];
-    let keep;
-    for (let i = 0; i < n; i++) {
-      const [ms, s] = await timed(() => call(c, 'POST', `/sandboxes/${src.sandboxID}/snapshots`, {}, 201));
-      snap.push(ms);
-      if (!keep) keep = s.snapshotID;
-      else await call(c, 'DELETE', `/templates/${s.snapshotID}`, undefined, 204);
-    }
-    out.snapshotMs = summary(snap);
-    out.snapshotInCubedMs = summary((await logTimes(c, src.sandboxID, /snapshot \S+ taken in (\d+) ms/)).slice(-n));
-
-    // Create from that snapshot (API round trip to 201), each checked.
-    const create = [];
-    for (let i = 0; i < n; i++) {
-      const [ms, sbx] = await timed(() => createSandbox(c, { templateID: keep }));
-      create.push(ms);
-      await checkBlob(c, sbx, sum, 'create from snapshot');
-      await call(c, 'DELETE', `/sandboxes/${sbx.sandboxID}`, undefined, 204);
-    }
-    out.createFromSnapshotMs = summary(create);
-
     // Fork: from the request until every child answers a command (envd Process/Start of `true`); each
     // fork copies the writable layer once (its snapshot), then starts the children from it.
+    const fsum = await writeBlob(c, src, mb);
     const forkResp = [], forkAll = [], forkSnap = [], perChild = [];
     for (let i = 0; i < (mb >= 1024 ? N_FORK_BIG : N_FORK); i++) {
       const t0 = performance.now();
@@ -141,47 +169,27 @@ async function bySize(c, mb) {
       const kids = res.map((r) => { if (!r.sandbox) throw new Error(`fork: ${JSON.stringify(r.error)}`); return r.sandbox; });
       await Promise.all(kids.map((k) => sh(c, k, 'true')));
       const tAll = performance.now() - t0;
-      const snapMs = (await logTimes(c, src.sandboxID, /snapshot \S+ taken in (\d+) ms/)).at(-1);
+      const snapMs = (await logTimes(c, src.sandboxID, snapRe)).at(-1);
       forkResp.push(tResp);
       forkAll.push(tAll);
       forkSnap.push(snapMs);
       perChild.push((tResp - snapMs) / FORK);
-      for (const k of kids) await checkBlob(c, k, sum, 'fork');
+      for (const k of kids) await checkBlob(c, k, fsum, 'fork');
       await Promise.all(kids.map((k) => call(c, 'DELETE', `/sandboxes/${k.sandboxID}`, undefined, 204)));
     }
     out.fork = { children: FORK, untilAllAnswerMs: summary(forkAll), responseMs: summary(forkResp),
       snapshotPartMs: summary(forkSnap), perChildCreateMs: summary(perChild) };
 
-    // Rollback of the running sandbox to the snapshot after the blob was deleted and a file added.
+    // Rollback of a running sandbox of the same template to the kept snapshot, after a file was added.
     const rollback = [];
     for (let i = 0; i < n; i++) {
-      await sh(c, src, `rm ${BLOB} && echo later > /home/user/later`);
+      await sh(c, src, `echo later > /home/user/later`);
       const [ms] = await timed(() => call(c, 'POST', `/sandboxes/${src.sandboxID}/rollback`, { snapshotID: keep }, 200));
       rollback.push(ms);
       await checkBlob(c, src, sum, 'rollback');
       await sh(c, src, 'test ! -e /home/user/later');
     }
     out.rollbackMs = summary(rollback);
-
-    // Pause to disk (204 once the copy is durable and the processes have ended), then connect (201 once
-    // envd answers again); the blob is rewritten before each pause so each copies `mb` MB.
-    const pause = [], connect = [];
-    for (let i = 0; i < n; i++) {
-      sum = await writeBlob(c, src, mb);
-      const [pms] = await timed(() => call(c, 'POST', `/sandboxes/${src.sandboxID}/pause`, { memory: false }, 204));
-      const [cms] = await timed(() => call(c, 'POST', `/v2/sandboxes/${src.sandboxID}/connect`, { timeout: 600 }, 201));
-      pause.push(pms);
-      connect.push(cms);
-      await checkBlob(c, src, sum, 'connect from disk');
-    }
-    out.pauseToDiskMs = summary(pause);
-    out.pauseToDiskInCubedMs = summary((await logTimes(c, src.sandboxID, /paused to disk in (\d+) ms/)).slice(-n));
-    out.connectFromDiskMs = summary(connect);
-
-    out.snapshotMBps = mb ? r2(mb / (out.snapshotMs.p50 / 1000)) : null;
-    out.pauseToDiskMBps = mb ? r2(mb / (out.pauseToDiskMs.p50 / 1000)) : null;
-    out.pauseToDiskOverSnapshot = r2(out.pauseToDiskMs.p50 / out.snapshotMs.p50);
-    out.snapshotId = keep;
     return out;
   } finally {
     await api(c, 'DELETE', `/sandboxes/${src.sandboxID}`).catch(() => null);
@@ -328,4 +336,44 @@ async function main() {
   printRows(`lifecycle, ${outPath} (load ${results.machine.loadavg.join(' ')} → ${results.loadavgEnd.join(' ')})`, rows);
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+// The tables of docs/benchmarks.md from a results file: `node bench/lifecycle.mjs --tables [FILE]`.
+function tables(r) {
+  const ms = (x) => (x >= 100 ? String(Math.round(x)) : x.toFixed(1));
+  const pp = (s) => `${ms(s.p50)} / ${ms(s.p95)} ms`;
+  const size = (mb) => (mb >= 1024 ? `${mb / 1024} GB` : mb ? `${mb} MB` : '0');
+  const sizes = Object.keys(r.sizes).map(Number).sort((a, b) => a - b);
+  const out = [`Run ${r.date}, load ${r.machine.loadavg.join(' ')} → ${r.loadavgEnd.join(' ')}, state dir: ${r.machine.stateDirFs.split(' ').slice(0, 2).join(' on ')}`, '',
+    '| Changed bytes | snapshot p50 / p95 | pause to disk p50 / p95 | connect from disk p50 / p95 | create from snapshot p50 / p95 | rollback p50 / p95 | fork of 10, all answer p50 / p95 (per child) |',
+    '|---|---|---|---|---|---|---|'];
+  for (const mb of sizes) {
+    const s = r.sizes[mb];
+    out.push(`| ${size(mb)} | ${pp(s.snapshotMs)} | ${pp(s.pauseToDiskMs)} | ${pp(s.connectFromDiskMs)} | ${pp(s.createFromSnapshotMs)} | ` +
+      `${pp(s.rollbackMs)} | ${pp(s.fork.untilAllAnswerMs)} (${ms(s.fork.perChildCreateMs.p50)} ms) |`);
+  }
+  out.push('', '| Changed bytes | snapshot rate | pause to disk rate, ÷ snapshot | host: copy to the state dir + fsync | host: copy within tmpfs | host: free the tmpfs (umount) |',
+    '|---|---|---|---|---|---|');
+  for (const mb of sizes.filter((x) => x > 0)) {
+    const s = r.sizes[mb], h = r.hostCopy[mb];
+    out.push(`| ${size(mb)} | ${Math.round(s.snapshotMBps)} MB/s | ${Math.round(s.pauseToDiskMBps)} MB/s, ${s.pauseToDiskOverSnapshot}× | ` +
+      `${ms(h.totalMs.p50)} ms (${ms(h.copyMs.p50)} + ${ms(h.fsyncMs.p50)}), ${Math.round(h.mbPerS)} MB/s | ${ms(h.copyToTmpfsMs.p50)} ms | ${ms(h.umountMs)} ms |`);
+  }
+  out.push('', '| Create (alternating) | p50 | p95 |', '|---|---|---|',
+    `| from the benchmark template (\`base\` + limits) | ${ms(r.create.createFromTemplateMs.p50)} ms | ${ms(r.create.createFromTemplateMs.p95)} ms |`,
+    `| from a snapshot of it (one more read-only layer, 10 MB) | ${ms(r.create.createFromSnapshotMs.p50)} ms (${r.create.snapshotOverTemplate}×) | ${ms(r.create.createFromSnapshotMs.p95)} ms |`);
+  if (r.evict && !r.evict.error) {
+    out.push('', '| Changed bytes | eviction after 1 s paused (in cubed) p50 / p95 | connect after eviction p50 / p95 | create on a full node, evicting p50 / p95 (eviction in cubed) |',
+      '|---|---|---|---|');
+    for (const mb of sizes) {
+      const e = r.evict[mb];
+      out.push(`| ${size(mb)} | ${pp(e.idleEvictInCubedMs)} | ${pp(e.connectAfterEvictMs)} | ${pp(e.createOnFullNodeMs)} (${ms(e.fullNodeEvictInCubedMs.p50)} ms) |`);
+    }
+  }
+  return out.join('\n');
+}
+
+if (process.argv.includes('--tables')) {
+  const f = process.argv[process.argv.indexOf('--tables') + 1] || 'bench/lifecycle-results.json';
+  console.log(tables(JSON.parse(fs.readFileSync(f, 'utf8'))));
+} else {
+  main().catch((e) => { console.error(e); process.exit(1); });
+}

@@ -4,9 +4,11 @@
 //   (a shell loop plus 50 sleeping processes and 64 MB written to its tmpfs), and the extra latency of a
 //   data-plane request that auto-resumes a paused sandbox.
 // Usage: node bench/pause.mjs [--out bench/pause-results.json]   (needs build/ and the test template)
+//        node bench/pause.mjs --tables [bench/pause-results.json]   (docs/benchmarks.md's tables)
 import fs from 'node:fs';
+import os from 'node:os';
 import { Cubed, api, dataRequest } from '../tests/e2e/harness.mjs';
-import { arg, createSandbox as create, logTimes, machine, printRows, sh, summary } from './lib.mjs';
+import { arg, createSandbox as create, logTimes, machine, printRows, r2, sh, summary } from './lib.mjs';
 
 const outPath = arg('--out', 'bench/pause-results.json');
 const N = Number(process.env.BENCH_N_PAUSE || 50);
@@ -41,6 +43,7 @@ async function main() {
     await sh(c, busy, 'head -c 67108864 /dev/urandom > /tmp/fill; for i in $(seq 50); do sleep 100000 >/dev/null 2>&1 & done; ' +
       '(while true; do :; done) >/dev/null 2>&1 & echo ok');
     results.busy = await cycles(c, busy, N);
+    await api(c, 'DELETE', `/sandboxes/${busy.sandboxID}`); // its spinning loop would take a core from the rest
 
     // Auto-resume: a data-plane request to a paused sandbox vs. the same request to a running one.
     const auto = await create(c, { autoPause: true, autoResume: { enabled: true } });
@@ -60,6 +63,7 @@ async function main() {
     }
     results.autoResume = { runningRequestMs: summary(running), pausedRequestMs: summary(resumed) };
   } finally {
+    results.loadavgEnd = os.loadavg().map(r2);
     await c.stop();
   }
   fs.writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
@@ -73,4 +77,26 @@ async function main() {
   printRows(`pause (memory kept), ${outPath}`, rows);
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+// The tables of docs/benchmarks.md from a results file: `node bench/pause.mjs --tables [FILE]`.
+function tables(r) {
+  const ms = (x) => `${x.toFixed(2)} ms`;
+  const pp = (s) => `${ms(s.p50)} / ${ms(s.p95)}`;
+  const row = (label, k) => `| ${label} | **${ms(r[k].apiPauseMs.p50)}** / ${ms(r[k].apiPauseMs.p95)} | ` +
+    `**${ms(r[k].apiResumeMs.p50)}** / ${ms(r[k].apiResumeMs.p95)} | ${pp(r[k].freezeMs)} | ${pp(r[k].thawMs)} |`;
+  return [`Run ${r.date}, load ${r.machine.loadavg.join(' ')} → ${(r.loadavgEnd || []).join(' ')}`, '',
+    '| Case | API `pause` (204) p50 / p95 | API `connect` (201) p50 / p95 | freeze in cubed p50 / p95 | thaw in cubed p50 / p95 |',
+    '|---|---|---|---|---|',
+    row('idle sandbox (envd only)', 'idle'),
+    row('busy sandbox: a spinning shell loop, 50 sleeping processes, 64 MB in its tmpfs', 'busy'), '',
+    '| Data-plane request (`GET /health` through the proxy to envd) | p50 | p95 |', '|---|---|---|',
+    `| sandbox running | ${ms(r.autoResume.runningRequestMs.p50)} | ${ms(r.autoResume.runningRequestMs.p95)} |`,
+    `| sandbox paused, created with \`autoResume\`: the request resumes it and is served | ${ms(r.autoResume.pausedRequestMs.p50)} | ` +
+      `${ms(r.autoResume.pausedRequestMs.p95)} |`].join('\n');
+}
+
+if (process.argv.includes('--tables')) {
+  const f = process.argv[process.argv.indexOf('--tables') + 1] || outPath;
+  console.log(tables(JSON.parse(fs.readFileSync(f, 'utf8'))));
+} else {
+  main().catch((e) => { console.error(e); process.exit(1); });
+}
