@@ -46,7 +46,7 @@ static void find_oldest(struct sandbox *sb, void *arg)
 		o->sb = sb;
 }
 
-int evict_oldest(const char *reason, const char *except_id, sbx_create_cb cb, void *arg)
+int evict_oldest(const char *reason, const char *except_id, struct sbx_slot *slot, sbx_create_cb cb, void *arg)
 {
 	struct oldest o = {.except = except_id};
 	sbx_foreach(find_oldest, &o);
@@ -54,7 +54,7 @@ int evict_oldest(const char *reason, const char *except_id, sbx_create_cb cb, vo
 		return 0;
 	log_info("evicting sandbox %s to disk (%s; paused %lld s ago)", o.sb->id, reason,
 		 (cube_mono_ms() - o.sb->paused_mono_ms) / 1000);
-	sbx_evict(o.sb, reason, cb, arg);
+	sbx_evict(o.sb, reason, slot, cb, arg);
 	return 1;
 }
 
@@ -110,7 +110,7 @@ static void on_tick(uv_timer_t *t)
 			log_info("evicting sandbox %s to disk (idle; paused %lld s ago)", s.due[i]->id,
 				 (s.now - s.due[i]->paused_mono_ms) / 1000);
 			E.idle_in_flight++;
-			sbx_evict(s.due[i], "idle", idle_done, NULL);
+			sbx_evict(s.due[i], "idle", NULL, idle_done, NULL);
 		}
 	}
 	const char *why = E.pressure_in_flight ? NULL : pressure();
@@ -121,7 +121,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	}
 	E.pressure_in_flight = 1;
-	if (!evict_oldest("memory pressure", NULL, pressure_done, NULL)) {
+	if (!evict_oldest("memory pressure", NULL, NULL, pressure_done, NULL)) {
 		E.pressure_in_flight = 0;
 		log_debug("memory pressure (%s) but no sandbox is paused in memory", why);
 	} else {

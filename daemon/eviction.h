@@ -19,8 +19,9 @@ struct evict_config {
 void evict_init(uv_loop_t *loop, const struct evict_config *cfg);
 const struct evict_config *evict_config(void);
 /* Start moving the sandbox paused in memory longest ago (never except_id; NULL = none) to disk.
- * reason: a string literal. 1 if one was started (cb follows, as for sbx_evict), 0 if none qualifies. */
-int evict_oldest(const char *reason, const char *except_id, sbx_create_cb cb, void *arg);
+ * reason: a string literal; slot as for sbx_evict (may be NULL). 1 if one was started (cb follows, as for
+ * sbx_evict), 0 if none qualifies. */
+int evict_oldest(const char *reason, const char *except_id, struct sbx_slot *slot, sbx_create_cb cb, void *arg);
 void evict_shutdown(void);
 
 #endif

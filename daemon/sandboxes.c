@@ -861,6 +861,7 @@ typedef void (*admit_cb)(int admitted, const cube_err *err, void *arg);
 
 struct admit_wait {
 	unsigned memory_mb;
+	struct sbx_slot slot;      /* the evicted sandbox's slot, once handed over */
 	admit_cb then;
 	void *arg;
 };
@@ -872,7 +873,13 @@ static void admit_after_evict(struct sandbox *sb, const cube_err *err, void *arg
 	(void)sb;
 	(void)err; /* a failed eviction gave nothing back: the retry says so */
 	adm_memory_changed();
-	int ok = adm_acquire(aw->memory_mb, &e) == 0;
+	int ok = 1;
+	if (aw->slot.handed) { /* the evicted sandbox's slot, now for this request's template */
+		adm_release(aw->slot.memory_mb);
+		adm_force(aw->memory_mb);
+	} else {
+		ok = adm_acquire(aw->memory_mb, &e) == 0;
+	}
 	aw->then(ok, &e, aw->arg);
 	free(aw);
 }
@@ -892,7 +899,7 @@ static int admit(unsigned memory_mb, const char *except, admit_cb then, void *ar
 	if (!aw)
 		return -1;
 	*aw = (struct admit_wait){.memory_mb = memory_mb, .then = then, .arg = arg};
-	if (!evict_oldest("admission", except, admit_after_evict, aw)) {
+	if (!evict_oldest("admission", except, &aw->slot, admit_after_evict, aw)) {
 		free(aw);
 		return -1;
 	}
@@ -1068,6 +1075,7 @@ struct disk_work {
 	struct sandbox *sb;        /* holds a reference */
 	char upper[PATH_MAX], dir[PATH_MAX], scratch[PATH_MAX + 32], final[PATH_MAX + 32], name[32];
 	const char *evict;         /* eviction of a memory-paused sandbox: its reason; NULL = a pause to disk */
+	struct sbx_slot *slot;     /* eviction for a waiting request: its admission slot goes there */
 	char *merged[LAYER_MERGE_MAX]; /* saved layers (dirs) merged into the new one instead of kept below it */
 	size_t n_merged;
 	sbx_create_cb cb;
@@ -1239,12 +1247,15 @@ static void disk_copy_done(uv_work_t *w, int status)
 	envd_log_detach(sb);
 	net_sandbox_destroy(sb->net);
 	sb->net = NULL;
-	adm_release(sb->memory_mb);
+	if (dw->slot) /* handed to the request that waits for it, in this same loop turn */
+		*dw->slot = (struct sbx_slot){.handed = 1, .memory_mb = sb->memory_mb};
+	else
+		adm_release(sb->memory_mb);
 	uv_queue_work(S.cfg.loop, &dw->work, disk_kill_in_worker, disk_kill_done);
 }
 
 /* Pause to disk (evict NULL: a RUNNING sandbox, frozen here) or eviction (a PAUSED one, frozen already). */
-static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, void *arg)
+static void to_disk(struct sandbox *sb, const char *evict, struct sbx_slot *slot, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
 	const struct tpl *t = tpl_find(sbx_layers_template(sb));
@@ -1282,6 +1293,7 @@ static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, voi
 		dw->n_merged = sbx_disk_layers(sb, dw->merged, LAYER_MERGE_MAX - 1);
 	dw->sb = sb;
 	dw->evict = evict;
+	dw->slot = slot;
 	dw->ck_rt = (struct rt_sandbox){.pid = sb->rt.pid, .start_time = sb->rt.start_time, .pidfd = -1, .netns_fd = -1};
 	if (keeps_memory(evict) && rt_criu_status()->available) {
 		/* a dup: a kill meanwhile closes the sandbox's own fd (the checkpoint then fails, with a reason) */
@@ -1303,12 +1315,12 @@ static void to_disk(struct sandbox *sb, const char *evict, sbx_create_cb cb, voi
 
 void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
 {
-	to_disk(sb, NULL, cb, arg);
+	to_disk(sb, NULL, NULL, cb, arg);
 }
 
-void sbx_evict(struct sandbox *sb, const char *reason, sbx_create_cb cb, void *arg)
+void sbx_evict(struct sandbox *sb, const char *reason, struct sbx_slot *slot, sbx_create_cb cb, void *arg)
 {
-	to_disk(sb, reason ? reason : "policy", cb, arg);
+	to_disk(sb, reason ? reason : "policy", slot, cb, arg);
 }
 
 /* ---- connect: thaw, or boot from disk ---- */
@@ -1344,6 +1356,8 @@ struct connect_wait {
 	uv_timer_t timer;
 	char id[32];
 	int timeout_s, memory, ticks;
+	unsigned memory_mb;        /* the sandbox's, for the slot taken on its behalf */
+	struct sbx_slot slot;      /* memory:false: its own slot, kept through the move to disk */
 	sbx_create_cb cb;
 	void *arg;
 };
@@ -1392,6 +1406,7 @@ static struct connect_wait *connect_wait_new(const struct sandbox *sb, int timeo
 	snprintf(w->id, sizeof w->id, "%s", sb->id);
 	w->timeout_s = timeout_s;
 	w->memory = memory;
+	w->memory_mb = sb->memory_mb;
 	w->cb = cb;
 	w->arg = arg;
 	return w;
@@ -1405,7 +1420,7 @@ static void connect_after_evict(int admitted, const cube_err *aerr, void *arg)
 	if (!admitted) {
 		w->cb(NULL, aerr, w->arg);
 	} else if (!sb || sb->state != SBX_PAUSED || !sb->on_disk || sb->snapshotting) {
-		adm_release(sb ? sb->memory_mb : 0);
+		adm_release(w->memory_mb);
 		cube_fail(&err, sb ? 409 : 404, 0, "sandbox %s %s while the node made room for it", w->id,
 			  sb ? "changed state" : "was killed");
 		w->cb(NULL, &err, w->arg);
@@ -1419,10 +1434,16 @@ static void connect_after_evict(int admitted, const cube_err *aerr, void *arg)
 static void connect_cold_moved(struct sandbox *sb, const cube_err *err, void *arg)
 {
 	struct connect_wait *w = arg;
-	if (sb)
-		sbx_connect(sb, w->timeout_s, 1, w->cb, w->arg);
-	else
-		w->cb(NULL, err, w->arg);
+	cube_err e = {0};
+	if (sb && w->slot.handed && sb->state == SBX_PAUSED && sb->on_disk && !sb->snapshotting) {
+		boot_from_disk(sb, w->timeout_s, w->cb, w->arg); /* on the slot it never gave up */
+	} else {
+		if (w->slot.handed) /* on disk, then killed meanwhile: the slot is nobody's */
+			adm_release(w->slot.memory_mb);
+		if (!err || !err->status)
+			cube_fail(&e, 404, 0, "sandbox %s was killed", w->id);
+		w->cb(NULL, err && err->status ? err : &e, w->arg);
+	}
 	free(w);
 }
 
@@ -1451,7 +1472,7 @@ void sbx_connect(struct sandbox *sb, int timeout_s, int memory, sbx_create_cb cb
 		return;
 	}
 	if (!sb->on_disk && !memory) { /* E2B: memory false = cold boot from the files, memory dropped */
-		sbx_evict(sb, "connect", connect_cold_moved, w);
+		sbx_evict(sb, "connect", &w->slot, connect_cold_moved, w);
 		return;
 	}
 	if (!sb->on_disk) {

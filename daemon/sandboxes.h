@@ -88,9 +88,16 @@ int sbx_pause(struct sandbox *sb, cube_err *err);
 void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg);
 /* Evict a sandbox paused in memory to disk (policy: daemon/eviction.c): its writable layer is saved
  * as by a pause to disk, then its processes end and its memory and admission slot are given back. It
- * stays PAUSED (on_disk once done); a connect meanwhile waits. reason labels the log and the metric.
- * cb gets the sandbox or an error (then it is still paused in memory, or was killed meanwhile). */
-void sbx_evict(struct sandbox *sb, const char *reason, sbx_create_cb cb, void *arg);
+ * stays PAUSED (on_disk once done); a connect meanwhile waits. reason (a string literal) labels the log
+ * and the metric. cb gets the sandbox or an error (then it is still paused in memory, or was killed
+ * meanwhile). With slot, the admission slot is not given back but handed to the caller: once the files
+ * are durable slot->handed is set (slot->memory_mb: what it was taken for), so no other request can
+ * take it between the eviction and cb. */
+struct sbx_slot {
+	int handed;
+	unsigned memory_mb;
+};
+void sbx_evict(struct sandbox *sb, const char *reason, struct sbx_slot *slot, sbx_create_cb cb, void *arg);
 /* Resume a PAUSED sandbox: thaw it (memory kept), or boot it from disk when it was paused or evicted
  * to disk, or, with memory 0, cold-boot it from its files (an in-memory pause is moved to disk first).
  * Waits while a pause to disk, an eviction or a snapshot copy is in progress. end = now + timeout_s.
