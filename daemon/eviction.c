@@ -42,7 +42,7 @@ static void find_oldest(struct sandbox *sb, void *arg)
 {
 	struct oldest *o = arg;
 	if (evictable(sb) && !(o->except && strcmp(sb->id, o->except) == 0) &&
-	    (!o->sb || sb->paused_mono_ms < o->sb->paused_mono_ms))
+	    (!o->sb || sb->paused_ms < o->sb->paused_ms))
 		o->sb = sb;
 }
 
@@ -53,7 +53,7 @@ int evict_oldest(const char *reason, const char *except_id, struct sbx_slot *slo
 	if (!o.sb)
 		return 0;
 	log_info("evicting sandbox %s to disk (%s; paused %lld s ago)", o.sb->id, reason,
-		 (cube_mono_ms() - o.sb->paused_mono_ms) / 1000);
+		 (cube_now_ms() - o.sb->paused_ms) / 1000);
 	sbx_evict(o.sb, reason, slot, cb, arg);
 	return 1;
 }
@@ -85,7 +85,7 @@ static void find_idle(struct sandbox *sb, void *arg)
 {
 	struct idle_scan *s = arg;
 	if (s->n < MAX_IDLE_IN_FLIGHT - E.idle_in_flight && evictable(sb) &&
-	    s->now - sb->paused_mono_ms >= (long long)E.cfg.idle_s * 1000)
+	    s->now - sb->paused_ms >= (long long)E.cfg.idle_s * 1000)
 		s->due[s->n++] = sb;
 }
 
@@ -104,11 +104,11 @@ static void on_tick(uv_timer_t *t)
 {
 	(void)t;
 	if (E.cfg.idle_s && E.idle_in_flight < MAX_IDLE_IN_FLIGHT) {
-		struct idle_scan s = {.now = cube_mono_ms()};
+		struct idle_scan s = {.now = cube_now_ms()};
 		sbx_foreach(find_idle, &s); /* collected first: sbx_evict may change the table */
 		for (unsigned i = 0; i < s.n; i++) {
 			log_info("evicting sandbox %s to disk (idle; paused %lld s ago)", s.due[i]->id,
-				 (s.now - s.due[i]->paused_mono_ms) / 1000);
+				 (s.now - s.due[i]->paused_ms) / 1000);
 			E.idle_in_flight++;
 			sbx_evict(s.due[i], "idle", NULL, idle_done, NULL);
 		}

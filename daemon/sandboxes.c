@@ -241,7 +241,7 @@ static void persist(struct sandbox *sb)
 		.access_token = sb->access_token, .started_ms = sb->started_ms, .end_ms = sb->end_ms,
 		.cpu_count = sb->cpu_count, .memory_mb = sb->memory_mb, .disk_mb = sb->disk_mb,
 		.pid = sb->on_disk ? 0 : sb->rt.pid, .start_time = sb->on_disk ? 0 : sb->rt.start_time,
-		.paused = sb->state == SBX_PAUSED, .disk = disk,
+		.paused = sb->state == SBX_PAUSED, .paused_ms = sb->paused_ms, .disk = disk,
 		.auto_pause = sb->auto_pause, .auto_resume = sb->auto_resume, .timeout_s = sb->timeout_s,
 		.layers_tpl = sb->layers_tpl,
 	};
@@ -451,9 +451,9 @@ int sbx_pause(struct sandbox *sb, cube_err *err)
 		return cube_wrap(err, "pause sandbox %s", sb->id);
 	long long took = mono_us() - t0;
 	sb->state = SBX_PAUSED;
-	sb->paused_mono_ms = cube_mono_ms();
+	sb->paused_ms = cube_now_ms();
 	cube_err serr;
-	if (store_sandbox_set_paused(sb->id, 1, sb->end_ms, &serr) < 0)
+	if (store_sandbox_set_paused(sb->id, sb->paused_ms, sb->end_ms, &serr) < 0)
 		log_error("sandbox %s: persist pause: %s", sb->id, serr.msg);
 	sbx_log(sb, "info", "sandbox paused (froze in %lld us)", took);
 	return 0;
@@ -1240,6 +1240,8 @@ static void disk_copy_done(uv_work_t *w, int status)
 			rt_criu_status()->reason);
 	json_decref(sb->disk);
 	sb->disk = disk;
+	if (!dw->evict) /* an eviction keeps the time of the pause in memory */
+		sb->paused_ms = cube_now_ms();
 	sb->state = SBX_PAUSED;
 	sb->on_disk = 1;
 	persist(sb);
@@ -1720,7 +1722,7 @@ static void adopt_one(const struct store_sandbox *s, void *arg)
 	}
 	/* The store is the truth: freeze again (idempotent) or thaw a pause that cubed never recorded. */
 	sb->state = s->paused ? SBX_PAUSED : SBX_RUNNING;
-	sb->paused_mono_ms = cube_mono_ms(); /* the idle clock of eviction starts again */
+	sb->paused_ms = s->paused_ms ? s->paused_ms : cube_now_ms(); /* unknown: eviction's idle clock starts now */
 	cube_err ferr = {0};
 	if ((s->paused ? rt_freeze(sb->id, &sb->rt, &ferr) : rt_thaw(sb->id, &sb->rt, &ferr)) < 0)
 		log_warn("sandbox %s: restore %s state: %s", sb->id, s->paused ? "paused" : "running", ferr.msg);

@@ -40,7 +40,7 @@ struct sandbox {
 	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c) or a pause to disk: no
 	                            * resume meanwhile (a connect waits) */
 	int evicting;              /* with snapshotting: a memory-paused sandbox being moved to disk */
-	long long paused_mono_ms;  /* when it was paused in memory (monotonic; reset by a cubed restart) */
+	long long paused_ms;       /* when it was paused (ms since the epoch; persisted): eviction's idle clock */
 	int on_disk;               /* PAUSED to disk: no processes; its files are the layers in disk */
 	json_t *disk;              /* after a pause to disk: {"layers":[names, newest first], "policy", "trafficToken"};
 	                            * the sandbox runs on those layers after connect; NULL = never paused to disk */

@@ -48,6 +48,8 @@ static const char *const migrations[] = {
 	"ALTER TABLE sandboxes ADD COLUMN layers_tpl TEXT NOT NULL DEFAULT '';",
 	/* 5 -> 6: pause to disk: its saved layers, egress policy and traffic token (JSON, '' = none) */
 	"ALTER TABLE sandboxes ADD COLUMN disk TEXT NOT NULL DEFAULT '';",
+	/* 6 -> 7: when it was paused (ms since the epoch; 0 = not paused or unknown): eviction's idle clock */
+	"ALTER TABLE sandboxes ADD COLUMN paused_ms INTEGER NOT NULL DEFAULT 0;",
 };
 
 enum stmt_id {
@@ -75,14 +77,14 @@ enum stmt_id {
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_SBX_PUT] = "INSERT OR REPLACE INTO sandboxes (id, template_id, metadata, env_vars, access_token,"
 		       " started_ms, end_ms, cpu_count, memory_mb, disk_mb, pid, start_time, paused, auto_pause,"
-		       " auto_resume, timeout_s, layers_tpl, disk)"
-		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+		       " auto_resume, timeout_s, layers_tpl, disk, paused_ms)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
 	[ST_SBX_SET_END] = "UPDATE sandboxes SET end_ms = ?2 WHERE id = ?1",
-	[ST_SBX_SET_PAUSED] = "UPDATE sandboxes SET paused = ?2, end_ms = ?3 WHERE id = ?1",
+	[ST_SBX_SET_PAUSED] = "UPDATE sandboxes SET paused = ?2 != 0, paused_ms = ?2, end_ms = ?3 WHERE id = ?1",
 	[ST_SBX_DELETE] = "DELETE FROM sandboxes WHERE id = ?1",
 	[ST_SBX_ALL] = "SELECT id, template_id, metadata, env_vars, access_token, started_ms, end_ms, cpu_count,"
 		       " memory_mb, disk_mb, pid, start_time, paused, auto_pause, auto_resume, timeout_s,"
-		       " layers_tpl, disk FROM sandboxes ORDER BY started_ms, id",
+		       " layers_tpl, disk, paused_ms FROM sandboxes ORDER BY started_ms, id",
 	[ST_KEY_INSERT] = "INSERT INTO api_keys (id, name, hash, prefix, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_KEY_BY_HASH] = "SELECT id, hash, last_used_ms FROM api_keys WHERE hash = ?1",
 	[ST_KEY_TOUCH] = "UPDATE api_keys SET last_used_ms = ?2 WHERE id = ?1",
@@ -253,16 +255,17 @@ int store_sandbox_put(const struct store_sandbox *sb, cube_err *err)
 	sqlite3_bind_int64(s, 16, sb->timeout_s);
 	bind_text(s, 17, sb->layers_tpl ? sb->layers_tpl : "");
 	bind_text(s, 18, sb->disk ? sb->disk : "");
+	sqlite3_bind_int64(s, 19, sb->paused ? sb->paused_ms : 0);
 	return exec_write(s, "save sandbox", err);
 }
 
-int store_sandbox_set_paused(const char *id, int paused, long long end_ms, cube_err *err)
+int store_sandbox_set_paused(const char *id, long long paused_ms, long long end_ms, cube_err *err)
 {
 	sqlite3_stmt *s = stmt(ST_SBX_SET_PAUSED);
 	if (!s)
 		return db_fail(err, "set sandbox pause state");
 	bind_text(s, 1, id);
-	sqlite3_bind_int(s, 2, paused != 0);
+	sqlite3_bind_int64(s, 2, paused_ms);
 	sqlite3_bind_int64(s, 3, end_ms);
 	return exec_write(s, "set sandbox pause state", err);
 }
@@ -360,6 +363,7 @@ int store_sandbox_load_all(void (*fn)(const struct store_sandbox *s, void *arg),
 			.auto_pause = sqlite3_column_int(s, 13),
 			.auto_resume = sqlite3_column_int(s, 14),
 			.timeout_s = (int)sqlite3_column_int64(s, 15),
+			.paused_ms = sqlite3_column_int64(s, 18),
 		};
 	}
 	sqlite3_reset(s);

@@ -16,6 +16,7 @@ struct store_sandbox {
 	int pid;
 	unsigned long long start_time; /* /proc/<pid>/stat starttime, proves identity */
 	int paused;                    /* frozen by a pause; survives restarts of cubed */
+	long long paused_ms;           /* since when (0: unknown, e.g. paused before this was recorded) */
 	int auto_pause, auto_resume;   /* lifecycle: pause at timeout (2: to disk); resume on data-plane traffic */
 	int timeout_s;                 /* the create-time TTL, granted again by an auto-resume */
 	const char *layers_tpl;        /* the template whose layers it runs on ("" = template_id; rollback) */
@@ -27,8 +28,9 @@ void store_close(void);
 
 int store_sandbox_put(const struct store_sandbox *s, cube_err *err);       /* insert or replace */
 int store_sandbox_set_end(const char *id, long long end_ms, cube_err *err);
-/* Paused sandboxes keep no deadline; end_ms is the new one on resume. */
-int store_sandbox_set_paused(const char *id, int paused, long long end_ms, cube_err *err);
+/* paused_ms: when it was paused (ms since the epoch), 0 = running again. Paused sandboxes keep no
+ * deadline; end_ms is the new one on resume. */
+int store_sandbox_set_paused(const char *id, long long paused_ms, long long end_ms, cube_err *err);
 int store_sandbox_delete(const char *id, cube_err *err);
 /* Calls fn for each stored sandbox; the struct and its json are valid only during the call. */
 int store_sandbox_load_all(void (*fn)(const struct store_sandbox *s, void *arg), void *arg, cube_err *err);

@@ -14,6 +14,7 @@ const tplDir = bootMarkerTemplates('evict', 'evstart', { memoryMB: 512, diskSize
 
 const idle = useCubed({ extraArgs: ['--templates-dir', tplDir, '--evict-paused-after', '2'] });
 const full = useCubed({ extraArgs: ['--templates-dir', tplDir, '--max-sandboxes', '2'] });
+const slow = useCubed({ extraArgs: ['--templates-dir', tplDir, '--evict-paused-after', '8'] });
 const tight = useCubed({ extraArgs: ['--templates-dir', tplDir, '--sandboxes-memory-mb', '1000', '--evict-above-pct', '50'] });
 
 const { Sandbox } = await loadSdk('e2b-2.51');
@@ -72,6 +73,25 @@ ctest(idle, 'idle: a sandbox paused in memory moves to disk after --evict-paused
     await assertRebooted(s.sbx, again);
   } finally {
     await kill(idle, s.sbx.sandboxId);
+  }
+});
+
+ctest(slow, 'the idle clock is stored with the sandbox: a restart of cubed does not reset it', { timeout: 90_000 }, async () => {
+  const s = await prepare(slow);
+  try {
+    assert.equal(await s.sbx.pause(), true);
+    await new Promise((r) => setTimeout(r, 5_000));
+    assert.ok(!onDisk(slow, s.sbx.sandboxId));
+    await slow.kill9();
+    await slow.restart();
+    // Paused 5 s before the restart: due about 3 s after it (a reset clock would wait the full 8 s).
+    const t0 = Date.now();
+    assert.ok(await waitFor(() => onDisk(slow, s.sbx.sandboxId), 15_000), 'not evicted after the restart');
+    assert.ok(Date.now() - t0 < 6_500, `evicted ${Date.now() - t0} ms after the restart: the idle clock was reset`);
+    await s.sbx.connect();
+    await assertRebooted(s.sbx, s);
+  } finally {
+    await kill(slow, s.sbx.sandboxId);
   }
 });
 

@@ -58,6 +58,7 @@ struct collected {
 	unsigned long long start_time[8];
 	unsigned cpu[8], mem[8], disk[8];
 	int paused[8], auto_pause[8], auto_resume[8], timeout_s[8];
+	long long paused_ms[8];
 	char layers_tpl[8][64];
 };
 
@@ -77,6 +78,7 @@ static void collect(const struct store_sandbox *s, void *arg)
 	c->mem[i] = s->memory_mb;
 	c->disk[i] = s->disk_mb;
 	c->paused[i] = s->paused;
+	c->paused_ms[i] = s->paused_ms;
 	c->auto_pause[i] = s->auto_pause;
 	c->auto_resume[i] = s->auto_resume;
 	c->timeout_s[i] = s->timeout_s;
@@ -134,14 +136,20 @@ static void test_sandbox_put_load_delete(void **state)
 	assert_int_equal(c.timeout_s[0], 300);
 	collected_free(&c);
 
-	/* pause state and deadline change together */
-	assert_int_equal(store_sandbox_set_paused("ib", 1, 0, &err), 0);
+	/* pause state, its time and the deadline change together */
+	assert_int_equal(store_sandbox_set_paused("ib", 1733450000123LL, 0, &err), 0);
 	memset(&c, 0, sizeof c);
 	assert_int_equal(store_sandbox_load_all(collect, &c, &err), 0);
 	assert_int_equal(c.paused[1], 1);
+	assert_int_equal(c.paused_ms[1], 1733450000123LL);
 	assert_int_equal(c.end_ms[1], 0);
 	collected_free(&c);
 	assert_int_equal(store_sandbox_set_paused("ib", 0, 302000, &err), 0);
+	memset(&c, 0, sizeof c);
+	assert_int_equal(store_sandbox_load_all(collect, &c, &err), 0);
+	assert_int_equal(c.paused[1], 0);
+	assert_int_equal(c.paused_ms[1], 0);
+	collected_free(&c);
 
 	/* put replaces, set_end updates, delete removes */
 	put("ia", 1000, "tok456", meta);
