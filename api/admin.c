@@ -7,6 +7,7 @@
 
 #include "api/validate.h"
 #include "common/log.h"
+#include "daemon/eviction.h"
 #include "runtime/criu.h"
 #include "store/store.h"
 
@@ -70,5 +71,8 @@ void api_node_get(http_req *req, const char *id)
 		json_object_set_new(criu, "version", json_string(c->version));
 	if (!c->available)
 		json_object_set_new(criu, "reason", json_string(c->reason));
-	api_send_json(req, 200, json_pack("{s:s,s:o}", "version", CUBE_VERSION, "criu", criu));
+	const struct evict_config *e = evict_config();
+	json_t *eviction = json_pack("{s:i,s:I,s:i}", "idleSeconds", (int)e->idle_s, "hostBelowMB",
+				     (json_int_t)e->host_low_mb, "capPercent", (int)e->cap_pct);
+	api_send_json(req, 200, json_pack("{s:s,s:o,s:o}", "version", CUBE_VERSION, "criu", criu, "eviction", eviction));
 }

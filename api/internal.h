@@ -51,6 +51,7 @@ void api_refresh(http_req *req, const char *id);
 void api_connect_v1(http_req *req, const char *id);
 void api_connect_v2(http_req *req, const char *id);
 void api_pause(http_req *req, const char *id);
+void api_evict(http_req *req, const char *id);        /* POST /admin/sandboxes/{id}/evict (admin socket only) */
 void api_resume(http_req *req, const char *id);
 void api_snapshot_create(http_req *req, const char *id);
 void api_snapshot_list(http_req *req, const char *id);

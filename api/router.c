@@ -82,6 +82,7 @@ static const struct route routes[] = {
 	{"GET", "/admin/pool", api_pool_get, ROUTE_ADMIN_ONLY},
 	{"PUT", "/admin/pool", api_pool_put, ROUTE_ADMIN_ONLY},
 	{"GET", "/admin/node", api_node_get, ROUTE_ADMIN_ONLY},
+	{"POST", "/admin/sandboxes/{id}/evict", api_evict, ROUTE_ADMIN_ONLY},
 };
 
 /* Families we do not serve yet: a clear 501 instead of a bare 404 (later issues). */

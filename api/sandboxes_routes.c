@@ -280,6 +280,19 @@ void api_pause(http_req *req, const char *id)
 	api_with_body(req, id, pause_body);
 }
 
+/* An operator moves a sandbox paused in memory to disk now, as the eviction policy would. */
+void api_evict(http_req *req, const char *id)
+{
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || sb->state == SBX_KILLING) {
+		api_fail_not_found(req, id);
+		return;
+	}
+	struct async_ctx *ctx = async_begin(req, 204);
+	if (ctx)
+		sbx_evict(sb, "operator", NULL, async_done, ctx);
+}
+
 static void resume_body(http_req *req, const char *id, const char *body, size_t len)
 {
 	int seconds, memory;

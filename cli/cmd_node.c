@@ -1,5 +1,5 @@
 /* cubemastercli node: what this cubed node is and can do (GET /admin/node, admin socket only): its
- * version and whether evictions to disk checkpoint processes with CRIU, or why not. */
+ * version, whether evictions to disk checkpoint processes with CRIU (or why not), and its eviction policy. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,7 +8,8 @@
 static void node_usage(FILE *out)
 {
 	fprintf(out, "Usage: cubemastercli node [--json]\n"
-		     "Show the node's version and whether CRIU process checkpoints are available (and why not).\n");
+		     "Show the node's version, whether CRIU process checkpoints are available (and why not), and\n"
+		     "when paused sandboxes are evicted to disk.\n");
 }
 
 int cmd_node(const struct cli_ctx *ctx_in, int argc, char **argv)
@@ -50,6 +51,20 @@ int cmd_node(const struct cli_ctx *ctx_in, int argc, char **argv)
 			       version ? " " : "", version ?: "");
 		else
 			printf("criu     unavailable: %s\n", json_string_value(json_object_get(c, "reason")) ?: "?");
+		json_t *e = json_object_get(j, "eviction");
+		long long idle = json_integer_value(json_object_get(e, "idleSeconds"));
+		long long low = json_integer_value(json_object_get(e, "hostBelowMB"));
+		long long pct = json_integer_value(json_object_get(e, "capPercent"));
+		printf("eviction paused sandboxes move to disk: ");
+		if (idle)
+			printf("after %lld s paused; ", idle);
+		else
+			printf("never for idleness; ");
+		if (low)
+			printf("while MemAvailable < %lld MiB; ", low);
+		if (pct)
+			printf("while sandboxes use %lld%% of their cap; ", pct);
+		printf("when the node is full\n");
 	}
 	json_decref(j);
 	return CLI_OK;

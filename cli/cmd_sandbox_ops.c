@@ -1,6 +1,6 @@
-/* `sandbox SUBCOMMAND ID...`: operations on existing sandboxes. pause (POST /sandboxes/{id}/pause) and
+/* `sandbox SUBCOMMAND ID...`: operations on existing sandboxes. pause (POST /sandboxes/{id}/pause),
  * resume (POST /v2/sandboxes/{id}/connect, which resumes a paused sandbox and only extends a running one)
- * are rows of the table below; `sandbox fork` (POST /sandboxes/{id}/fork) starts copies of one sandbox's
+ * and evict (POST /admin/sandboxes/{id}/evict) are rows of the table below; `sandbox fork` (POST /sandboxes/{id}/fork) starts copies of one sandbox's
  * files; `sandbox rollback` (POST /sandboxes/{id}/rollback) restores a snapshot's files in place;
  * `sandbox network` is handed to cmd_network.c. */
 #include <getopt.h>
@@ -24,6 +24,9 @@ static const struct op ops[] = {
 	{"resume", "resumed", "ID... [--timeout SECONDS]",
 	 "resume paused sandboxes (a running one only gets its timeout extended); timeout default 300",
 	 "/v2/sandboxes/%s/connect", "was running; timeout extended", 1},
+	{"evict", "evicted to disk", "ID...",
+	 "move sandboxes paused in memory to disk now, as the eviction policy would (files kept)",
+	 "/admin/sandboxes/%s/evict", NULL, 0},
 };
 
 static void usage(FILE *out)

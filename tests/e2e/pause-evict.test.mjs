@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { useCubed, ctest, loadSdk, api, dataRequest, bootMarkerTemplates, waitFor } from './harness.mjs';
+import { useCubed, ctest, loadSdk, api, dataRequest, bootMarkerTemplates, waitFor, run, bin } from './harness.mjs';
 
 const tplDir = bootMarkerTemplates('evict', 'evstart', { memoryMB: 512, diskSizeMB: 512 });
 
@@ -146,6 +146,36 @@ ctest(full, "connect {memory:false} (onResume 'reboot') cold-boots a sandbox pau
     assert.equal(await back.pause(), true);
     await back.connect();
     assert.ok((await back.commands.list()).some((p) => p.pid === bg.pid), 'a memory pause keeps processes');
+  } finally {
+    await kill(full, s.sbx.sandboxId);
+  }
+});
+
+ctest(full, 'cubemastercli sandbox evict moves a paused sandbox to disk now; node shows the policy', { timeout: 90_000 }, async () => {
+  const cli = (...args) => run(bin.cli, ['--socket', full.socket, ...args]);
+  const s = await prepare(full);
+  try {
+    let r = await cli('sandbox', 'evict', s.sbx.sandboxId);
+    assert.equal(r.code, 1, 'a running sandbox is not evicted');
+    assert.match(r.stderr, /409/);
+    assert.equal(await s.sbx.pause(), true);
+    r = await cli('sandbox', 'evict', s.sbx.sandboxId);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /evicted to disk/);
+    assert.ok(onDisk(full, s.sbx.sandboxId));
+    assert.equal(await evicted(full, 'operator'), 1);
+    assert.equal((await cli('sandbox', 'evict', s.sbx.sandboxId)).code, 1, 'already on disk');
+    assert.equal((await cli('sandbox', 'evict', 'inosuchsandbox')).code, 1);
+    assert.equal((await api(full, 'POST', `/admin/sandboxes/${s.sbx.sandboxId}/evict`)).status, 404,
+      'an admin route: not on the API port');
+    await s.sbx.connect();
+    await assertRebooted(s.sbx, s);
+    r = await cli('node');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^eviction +paused sandboxes move to disk: never for idleness; .*when the node is full$/m);
+    const node = JSON.parse((await cli('node', '--json')).stdout);
+    assert.equal(node.eviction.idleSeconds, 0);
+    assert.equal(node.eviction.capPercent, 90);
   } finally {
     await kill(full, s.sbx.sandboxId);
   }

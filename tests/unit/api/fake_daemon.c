@@ -10,6 +10,7 @@
 
 #include "common/util.h"
 #include "daemon/builds.h"
+#include "daemon/eviction.h"
 #include "daemon/templates.h"
 #include "daemon/snapshots.h"
 #include "image/template.h"
@@ -351,6 +352,21 @@ void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb c
 	cube_err err = {0};
 	cube_fail(&err, 404, 0, "snapshot '%s' not found", snapshot_ref);
 	cb(NULL, &err, arg);
+}
+
+void sbx_evict(struct sandbox *sb, const char *reason, struct sbx_slot *slot, sbx_create_cb cb, void *arg)
+{
+	(void)reason;
+	(void)slot;
+	cube_err err = {0};
+	cube_fail(&err, 409, 0, "sandbox %s: no eviction to disk in the route tests", sb->id);
+	cb(NULL, &err, arg);
+}
+
+const struct evict_config *evict_config(void)
+{
+	static const struct evict_config none = {0};
+	return &none;
 }
 
 void sbx_pause_to_disk(struct sandbox *sb, sbx_create_cb cb, void *arg)
