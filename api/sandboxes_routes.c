@@ -262,17 +262,12 @@ static void pause_body(http_req *req, const char *id, const char *body, size_t l
 		api_fail_not_found(req, id);
 		return;
 	}
-	if (!memory) { /* to disk: answered once the files are saved and the processes gone */
-		struct async_ctx *ctx = async_begin(req, 204);
-		if (ctx)
-			sbx_pause_to_disk(sb, async_done, ctx);
-		return;
-	}
-	if (sbx_pause(sb, &err) < 0) {
-		api_send_err(req, &err);
-		return;
-	}
-	api_send_no_content(req);
+	/* Answered once frozen (memory) or once the files are saved and the processes gone (to disk). */
+	struct async_ctx *ctx = async_begin(req, 204);
+	if (ctx && !memory)
+		sbx_pause_to_disk(sb, async_done, ctx);
+	else if (ctx)
+		sbx_pause(sb, async_done, ctx);
 }
 
 void api_pause(http_req *req, const char *id)

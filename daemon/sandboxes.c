@@ -383,14 +383,15 @@ static void watch_exit(struct sandbox *sb)
 	sb->exit_watch = p;
 }
 
-/* A pause to disk at timeout ended: if it failed, the sandbox is killed as without autoPause. */
-static void on_timeout_disk_pause(struct sandbox *sb, const cube_err *err, void *arg)
+/* A pause (in memory or to disk) at timeout ended: if it failed, the sandbox is killed as without
+ * autoPause. */
+static void on_timeout_pause(struct sandbox *sb, const cube_err *err, void *arg)
 {
 	char *id = arg;
 	if (!sb) {
 		struct sandbox *s = sbx_find(id);
-		log_warn("sandbox %s: pause to disk at timeout failed (%s); killing it", id, err->msg);
-		if (s && s->state == SBX_RUNNING && !s->snapshotting)
+		log_warn("sandbox %s: pause at timeout failed (%s); killing it", id, err->msg);
+		if (s && s->state == SBX_RUNNING && !s->snapshotting && !s->pausing)
 			retire(s, "killed: timeout reached");
 	}
 	free(id);
@@ -402,26 +403,21 @@ static void on_expiry_tick(uv_timer_t *t)
 	long long now = cube_now_ms();
 	for (size_t i = 0; i < S.n;) {
 		struct sandbox *sb = S.items[i];
-		if (sb->state == SBX_RUNNING && sb->end_ms <= now && sb->snapshotting) {
-			i++; /* frozen for a copy: decided when it is thawed */
+		if (sb->state == SBX_RUNNING && sb->end_ms <= now && (sb->snapshotting || sb->pausing)) {
+			i++; /* frozen for a copy, or being paused: decided when that ends */
 			continue;
 		}
 		if (sb->state == SBX_RUNNING && sb->end_ms <= now) {
-			cube_err err = {0};
 			log_info("sandbox %s reached its timeout", sb->id);
-			if (sb->auto_pause == SBX_PAUSE_TO_DISK) {
-				char *id = strdup(sb->id);
+			char *id = sb->auto_pause ? strdup(sb->id) : NULL;
+			if (id) {
 				i++; /* a synchronous failure may retire it: seen again on the next tick at worst */
-				if (id)
-					sbx_pause_to_disk(sb, on_timeout_disk_pause, id);
+				if (sb->auto_pause == SBX_PAUSE_TO_DISK)
+					sbx_pause_to_disk(sb, on_timeout_pause, id);
+				else
+					sbx_pause(sb, on_timeout_pause, id);
 				continue;
 			}
-			if (sb->auto_pause && sbx_pause(sb, &err) == 0) {
-				i++;
-				continue;
-			}
-			if (sb->auto_pause)
-				log_warn("sandbox %s: pause at timeout failed (%s); killing it", sb->id, err.msg);
 			retire(sb, "killed: timeout reached");
 			continue; /* retire moved another item into slot i */
 		}
@@ -438,25 +434,92 @@ static long long mono_us(void)
 	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int sbx_pause(struct sandbox *sb, cube_err *err)
+struct pause_work {
+	uv_work_t work;
+	struct sandbox *sb;        /* holds a reference */
+	char id[32];
+	sbx_create_cb cb;
+	void *arg;
+	cube_err err;
+	int rc;
+	long long took_us;
+};
+
+static void paused(struct sandbox *sb, long long took_us)
 {
-	if (sb->state == SBX_PAUSED)
-		return cube_fail(err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
-	if (sb->state != SBX_RUNNING)
-		return cube_fail(err, 409, 0, "sandbox '%s' is %s", sb->id,
-				 sb->state == SBX_STARTING ? "still starting" :
-				 sb->state == SBX_RESTARTING ? "restarting" : "being killed");
-	long long t0 = mono_us();
-	if (rt_freeze(sb->id, &sb->rt, err) < 0)
-		return cube_wrap(err, "pause sandbox %s", sb->id);
-	long long took = mono_us() - t0;
 	sb->state = SBX_PAUSED;
 	sb->paused_ms = cube_now_ms();
 	cube_err serr;
 	if (store_sandbox_set_paused(sb->id, sb->paused_ms, sb->end_ms, &serr) < 0)
 		log_error("sandbox %s: persist pause: %s", sb->id, serr.msg);
-	sbx_log(sb, "info", "sandbox paused (froze in %lld us)", took);
-	return 0;
+	sbx_log(sb, "info", "sandbox paused (froze in %lld us)", took_us);
+}
+
+static void pause_in_worker(uv_work_t *w)
+{
+	struct pause_work *pw = (struct pause_work *)w;
+	long long t0 = mono_us();
+	pw->rc = rt_freeze(pw->id, NULL, &pw->err);
+	pw->took_us = mono_us() - t0;
+}
+
+static void pause_done(uv_work_t *w, int status)
+{
+	(void)status;
+	struct pause_work *pw = (struct pause_work *)w;
+	struct sandbox *sb = pw->sb;
+	sb->pausing = 0;
+	if (pw->rc < 0) /* rt_freeze thawed it again: it runs on */
+		cube_wrap(&pw->err, "pause sandbox %s", sb->id);
+	else if (sb->state != SBX_RUNNING)
+		pw->rc = cube_fail(&pw->err, 404, 0, "sandbox %s was killed while it was being paused", sb->id);
+	else
+		paused(sb, pw->took_us);
+	pw->cb(pw->rc < 0 ? NULL : sb, &pw->err, pw->arg);
+	sandbox_unref(sb);
+	free(pw);
+}
+
+void sbx_pause(struct sandbox *sb, sbx_create_cb cb, void *arg)
+{
+	cube_err err = {0};
+	if (sb->state == SBX_PAUSED)
+		cube_fail(&err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
+	else if (sb->pausing)
+		cube_fail(&err, 409, 0, "Error pausing sandbox - sandbox '%s' is already being paused", sb->id);
+	else if (sb->state != SBX_RUNNING)
+		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id,
+			  sb->state == SBX_STARTING ? "still starting" :
+			  sb->state == SBX_RESTARTING ? "restarting" : "being killed");
+	if (err.status) {
+		cb(NULL, &err, arg);
+		return;
+	}
+	if (sb->snapshotting) { /* frozen already for a copy: recording the pause is all there is to do */
+		long long t0 = mono_us();
+		if (rt_freeze(sb->id, &sb->rt, &err) < 0) {
+			cube_wrap(&err, "pause sandbox %s", sb->id);
+			cb(NULL, &err, arg);
+			return;
+		}
+		paused(sb, mono_us() - t0);
+		cb(sb, NULL, arg);
+		return;
+	}
+	struct pause_work *pw = calloc(1, sizeof *pw);
+	if (!pw) {
+		cube_fail(&err, 500, ENOMEM, "pause");
+		cb(NULL, &err, arg);
+		return;
+	}
+	pw->sb = sb;
+	sb->refs++;
+	snprintf(pw->id, sizeof pw->id, "%s", sb->id);
+	pw->cb = cb;
+	pw->arg = arg;
+	/* Nothing else freezes or thaws it meanwhile: pause to disk, snapshot and rollback refuse (409). */
+	sb->pausing = 1;
+	uv_queue_work(S.cfg.loop, &pw->work, pause_in_worker, pause_done);
 }
 
 int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
@@ -1023,9 +1086,9 @@ const char *sbx_layers_template(const struct sandbox *sb)
 void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
-	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting) {
+	if ((sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) || sb->snapshotting || sb->pausing) {
 		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id,
-			  sb->on_disk ? "being paused to disk" :
+			  sb->on_disk ? "being paused to disk" : sb->pausing ? "being paused" :
 			  sb->snapshotting ? "being snapshotted" : sb->state == SBX_RESTARTING ? "already restarting" :
 			  sb->state == SBX_STARTING ? "still starting" : "going away");
 		cb(NULL, &err, arg);
@@ -1271,8 +1334,9 @@ static void to_disk(struct sandbox *sb, const char *evict, struct sbx_slot *slot
 		; /* checked below like a pause to disk */
 	else if (sb->state == SBX_PAUSED)
 		cube_fail(&err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
-	else if (sb->state != SBX_RUNNING || sb->snapshotting)
+	else if (sb->state != SBX_RUNNING || sb->snapshotting || sb->pausing)
 		cube_fail(&err, 409, 0, "sandbox '%s' is %s", sb->id, sb->snapshotting ? "being snapshotted" :
+			  sb->pausing ? "being paused" :
 			  sb->state == SBX_STARTING ? "still starting" : sb->state == SBX_RESTARTING ? "restarting" : "going away");
 	else if (!t)
 		cube_fail(&err, 409, 0, "the template of sandbox %s (%s) no longer exists", sb->id, sbx_layers_template(sb));

@@ -40,6 +40,7 @@ struct sandbox {
 	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c) or a pause to disk: no
 	                            * resume meanwhile (a connect waits) */
 	int evicting;              /* with snapshotting: a memory-paused sandbox being moved to disk */
+	int pausing;               /* RUNNING, its freeze running in a worker (sbx_pause) */
 	long long paused_ms;       /* when it was paused (ms since the epoch; persisted): eviction's idle clock */
 	int on_disk;               /* PAUSED to disk: no processes; its files are the layers in disk */
 	json_t *disk;              /* after a pause to disk: {"layers":[names, newest first], "policy", "trafficToken"};
@@ -79,9 +80,11 @@ void sbx_create(const struct sbx_create_req *req, sbx_create_cb cb, void *arg);
 struct sandbox *sbx_find(const char *id);          /* STARTING, RUNNING or PAUSED; NULL if unknown/killed */
 /* Remove from the table now (data plane answers 502 at once) and destroy in the background. */
 int sbx_kill(const char *id, cube_err *err);
-/* Freeze a RUNNING sandbox (409 if already paused or not running). Synchronous: a freeze takes well
- * under a millisecond unless a task sits in uninterruptible sleep. The state is persisted. */
-int sbx_pause(struct sandbox *sb, cube_err *err);
+/* Freeze a RUNNING sandbox (409 if already paused, being paused or not running) and persist it as paused.
+ * The freeze runs in a worker (well under a millisecond, up to ~3 s when a task sits in uninterruptible
+ * sleep: then it fails and the sandbox runs on), so cubed's loop never waits for it. cb gets the PAUSED
+ * sandbox or an error; it may run before this returns. */
+void sbx_pause(struct sandbox *sb, sbx_create_cb cb, void *arg);
 /* Pause to disk (memory: false): freeze, copy the writable layer durably to <state>/disk/<id>/, persist
  * the sandbox as paused with it, then end its processes and network. cb gets the sandbox once its
  * processes are gone, or an error (409 as sbx_pause, or too many saved layers; the sandbox then runs on). */

@@ -249,6 +249,11 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 		cb(NULL, &err, arg);
 		return;
 	}
+	if (sb->pausing) {
+		cube_fail(&err, 409, 0, "sandbox %s is being paused; retry shortly", sb->id);
+		cb(NULL, &err, arg);
+		return;
+	}
 	if (sb->snapshotting) {
 		cube_fail(&err, 409, 0, "a snapshot of sandbox %s is already being taken", sb->id);
 		cb(NULL, &err, arg);

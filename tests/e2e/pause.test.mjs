@@ -131,6 +131,22 @@ forEachSdk(c, 'onTimeout pause without autoResume: paused at timeout, proxy answ
   await checksums(sbx, want);
 });
 
+ctest(c, 'concurrent pauses: exactly one is answered 204, the others 409', async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 60_000 });
+  try {
+    // The freeze runs in a worker; requests arriving meanwhile see a sandbox being paused.
+    const rs = await Promise.all([...Array(6)].map(() => api(c, 'POST', `/sandboxes/${sbx.sandboxId}/pause`, { body: {} })));
+    assert.deepEqual(rs.map((r) => r.status).sort(), [204, 409, 409, 409, 409, 409]);
+    for (const r of rs.filter((x) => x.status === 409)) assert.match(r.json.message, /already (being )?paused/);
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'paused');
+    await sbx.connect();
+    assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n');
+  } finally {
+    await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
+  }
+});
+
 ctest(c, 'a paused sandbox stays paused across kill -9 of cubed and resumes fine', { timeout: 180_000 }, async () => {
   const sdk = await loadSdk('e2b-2.51');
   const sbx = await sdk.Sandbox.create(c.sdkOpts);

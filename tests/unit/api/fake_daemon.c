@@ -105,15 +105,17 @@ void sbx_set_timeout(struct sandbox *sb, int seconds, int extend_only)
 	sb->end_ms = end;
 }
 
-/* Same state rules and messages as daemon/sandboxes.c; no freezer behind them. */
-int sbx_pause(struct sandbox *sb, cube_err *err)
+/* Same state rules and messages as daemon/sandboxes.c; no freezer behind them (cb runs at once). */
+void sbx_pause(struct sandbox *sb, sbx_create_cb cb, void *arg)
 {
+	cube_err err = {0};
 	if (sb->state == SBX_PAUSED)
-		return cube_fail(err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
-	if (sb->state != SBX_RUNNING)
-		return cube_fail(err, 409, 0, "sandbox '%s' is not running", sb->id);
-	sb->state = SBX_PAUSED;
-	return 0;
+		cube_fail(&err, 409, 0, "Error pausing sandbox - sandbox '%s' is already paused", sb->id);
+	else if (sb->state != SBX_RUNNING)
+		cube_fail(&err, 409, 0, "sandbox '%s' is not running", sb->id);
+	else
+		sb->state = SBX_PAUSED;
+	cb(err.status ? NULL : sb, &err, arg);
 }
 
 int sbx_resume(struct sandbox *sb, int timeout_s, cube_err *err)
