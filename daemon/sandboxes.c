@@ -1139,6 +1139,7 @@ struct disk_work {
 	char upper[PATH_MAX], dir[PATH_MAX], scratch[PATH_MAX + 32], final[PATH_MAX + 32], name[32];
 	const char *evict;         /* eviction of a memory-paused sandbox: its reason; NULL = a pause to disk */
 	struct sbx_slot *slot;     /* eviction for a waiting request: its admission slot goes there */
+	int freeze;                /* a pause to disk: freeze it first (in the worker, never on the loop) */
 	char *merged[LAYER_MERGE_MAX]; /* saved layers (dirs) merged into the new one instead of kept below it */
 	size_t n_merged;
 	sbx_create_cb cb;
@@ -1187,6 +1188,10 @@ static void checkpoint_in_worker(struct disk_work *dw)
 static void disk_copy_in_worker(uv_work_t *w)
 {
 	struct disk_work *dw = (struct disk_work *)w;
+	if (dw->freeze && rt_freeze(dw->sb->id, NULL, &dw->err) < 0) {
+		dw->rc = cube_wrap(&dw->err, "pause sandbox %s", dw->sb->id);
+		return;
+	}
 	if (cube_mkdir_p(dw->dir, 0700) < 0) {
 		dw->rc = cube_fail(&dw->err, 500, errno, "create %s", dw->dir);
 		return;
@@ -1348,8 +1353,6 @@ static void to_disk(struct sandbox *sb, const char *evict, struct sbx_slot *slot
 		cube_fail(&err, 500, ENOMEM, "pause to disk");
 	if (dw && rt_layer_upper(sb->id, dw->upper, sizeof dw->upper) < 0)
 		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
-	if (dw && !err.status && !evict && rt_freeze(sb->id, &sb->rt, &err) < 0)
-		cube_wrap(&err, "pause sandbox %s", sb->id);
 	if (err.status) {
 		free(dw);
 		cb(NULL, &err, arg);
@@ -1360,6 +1363,7 @@ static void to_disk(struct sandbox *sb, const char *evict, struct sbx_slot *slot
 	dw->sb = sb;
 	dw->evict = evict;
 	dw->slot = slot;
+	dw->freeze = !evict; /* an eviction's sandbox is frozen already */
 	dw->ck_rt = (struct rt_sandbox){.pid = sb->rt.pid, .start_time = sb->rt.start_time, .pidfd = -1, .netns_fd = -1};
 	if (keeps_memory(evict) && rt_criu_status()->available) {
 		/* a dup: a kill meanwhile closes the sandbox's own fd (the checkpoint then fails, with a reason) */

@@ -32,6 +32,7 @@ struct snap_work {
 	char sandbox_id[32], snap_id[32], name[128], template_id[128];
 	char upper[PATH_MAX], scratch[PATH_MAX + 64];
 	int no_upper;                    /* paused to disk: no writable layer, only the saved ones */
+	int freeze;                      /* running: freeze it first (in the worker, never on the loop) */
 	char *disk[RT_MAX_LAYERS];       /* layers saved by pauses to disk (dirs), newest first */
 	size_t n_disk;
 	snap_cb cb;
@@ -69,6 +70,10 @@ static void remove_scratches(const struct snap_work *sw)
 static void copy_in_worker(uv_work_t *w)
 {
 	struct snap_work *sw = (struct snap_work *)w;
+	if (sw->freeze && rt_freeze(sw->sandbox_id, NULL, &sw->err) < 0) {
+		sw->rc = -1;
+		return;
+	}
 	sw->rc = sw->no_upper ? 0 : layer_copy(sw->upper, sw->scratch, &sw->err);
 	if (sw->rc < 0 && sw->err.status == 409)
 		cube_fail(&sw->err, 409, 0, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
@@ -293,11 +298,7 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	sw->arg = arg;
 	sw->t0 = cube_mono_ms();
 	/* A consistent copy: nothing in the sandbox writes while it is taken (a paused one stays paused). */
-	if (sb->state == SBX_RUNNING && rt_freeze(sb->id, &sb->rt, &err) < 0) {
-		snap_work_free(sw);
-		cb(NULL, &err, arg);
-		return;
-	}
+	sw->freeze = sb->state == SBX_RUNNING;
 	sb->snapshotting = 1;
 	uv_queue_work(uv_default_loop(), &sw->work, copy_in_worker, copy_done);
 }
