@@ -30,7 +30,7 @@ const struct evict_config *evict_config(void)
 
 static int evictable(const struct sandbox *sb)
 {
-	return sb->state == SBX_PAUSED && !sb->on_disk && !sb->snapshotting;
+	return sb->state == SBX_PAUSED && !sb->on_disk && !sb->snapshotting && cube_now_ms() >= sb->evict_retry_ms;
 }
 
 struct oldest {
@@ -116,7 +116,9 @@ static void on_tick(uv_timer_t *t)
 	const char *why = E.pressure_in_flight ? NULL : pressure();
 	if (!why)
 		return;
-	if (pool_evict_one()) { /* nothing is lost by discarding an idle pooled sandbox */
+	/* Nothing is lost by discarding an idle pooled sandbox, and the pool does not refill below twice the
+	 * reserve; above it (or for the cap) a discarded one would be booted again right away. */
+	if (adm_mem_available_mb() < 2 * adm_config()->reserve_mb && pool_evict_one()) {
 		adm_memory_changed();
 		return;
 	}

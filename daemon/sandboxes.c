@@ -1129,6 +1129,8 @@ void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void
 
 /* ---- pause to disk ---- */
 
+#define EVICT_RETRY_MS 60000
+
 /* A pause to disk adds one layer for what changed since the last boot; once this many are saved, the
  * next one merges them all with the writable layer into one (a copy of everything saved, now and then). */
 #define DISK_MERGE_AT 8
@@ -1286,6 +1288,8 @@ static void disk_copy_done(uv_work_t *w, int status)
 		if (sb->state == SBX_RUNNING && rt_thaw(sb->id, &sb->rt, &terr) < 0)
 			log_error("sandbox %s: thaw after a failed pause to disk: %s", sb->id, terr.msg);
 		log_warn("sandbox %s: %s failed: %s", sb->id, dw->evict ? "eviction to disk" : "pause to disk", dw->err.msg);
+		if (dw->evict) /* e.g. the disk is full: not again every second */
+			sb->evict_retry_ms = cube_now_ms() + EVICT_RETRY_MS;
 		dw->cb(NULL, &dw->err, dw->arg);
 		sandbox_unref(sb);
 		disk_work_free(dw);
@@ -1354,6 +1358,8 @@ static void to_disk(struct sandbox *sb, const char *evict, struct sbx_slot *slot
 	if (dw && rt_layer_upper(sb->id, dw->upper, sizeof dw->upper) < 0)
 		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
 	if (err.status) {
+		if (evict && sb->state == SBX_PAUSED && !sb->on_disk && !sb->snapshotting) /* e.g. its template is gone */
+			sb->evict_retry_ms = cube_now_ms() + EVICT_RETRY_MS;
 		free(dw);
 		cb(NULL, &err, arg);
 		return;

@@ -42,6 +42,7 @@ struct sandbox {
 	int evicting;              /* with snapshotting: a memory-paused sandbox being moved to disk */
 	int pausing;               /* RUNNING, its freeze running in a worker (sbx_pause) */
 	long long paused_ms;       /* when it was paused (ms since the epoch; persisted): eviction's idle clock */
+	long long evict_retry_ms;  /* an eviction failed: the policy leaves it alone until then */
 	int on_disk;               /* PAUSED to disk: no processes; its files are the layers in disk */
 	json_t *disk;              /* after a pause to disk: {"layers":[names, newest first], "policy", "trafficToken"};
 	                            * the sandbox runs on those layers after connect; NULL = never paused to disk */
