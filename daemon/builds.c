@@ -684,7 +684,7 @@ static int write_template(struct ctx *c, cube_err *err)
 		if (rename(tmp, dir) < 0)
 			rc = cube_fail(err, 500, errno, "publish template %s", dir);
 	}
-	return rc < 0 ? rc : tjobs_reload(err);
+	return rc < 0 ? rc : tjobs_reload(b->tid, err);
 }
 
 static void *build_thread_body(struct build *b);

@@ -1200,13 +1200,16 @@ static void disk_copy_in_worker(uv_work_t *w)
 	}
 	if (dw->n_merged) {
 		const char *stack[LAYER_MERGE_MAX];
-		char roots[LAYER_MERGE_MAX][PATH_MAX + 16];
-		stack[0] = dw->upper;
-		for (size_t i = 0; i < dw->n_merged && i + 1 < LAYER_MERGE_MAX; i++) {
-			snprintf(roots[i], sizeof roots[i], "%s/rootfs", dw->merged[i]);
-			stack[i + 1] = roots[i];
-		}
-		dw->rc = layer_merge(stack, dw->n_merged + 1, dw->scratch, &dw->err);
+		char *roots[LAYER_MERGE_MAX] = {0};
+		size_t n = 0;
+		stack[n++] = dw->upper;
+		for (size_t i = 0; i < dw->n_merged && n < LAYER_MERGE_MAX; i++)
+			if (asprintf(&roots[i], "%s/rootfs", dw->merged[i]) > 0)
+				stack[n++] = roots[i];
+		dw->rc = n == dw->n_merged + 1 ? layer_merge(stack, n, dw->scratch, &dw->err)
+					      : cube_fail(&dw->err, 500, ENOMEM, "pause to disk");
+		for (size_t i = 0; i < dw->n_merged; i++)
+			free(roots[i]);
 	} else {
 		dw->rc = layer_copy(dw->upper, dw->scratch, &dw->err);
 	}

@@ -27,12 +27,16 @@
 
 /* ---- the work ---- */
 
+#define SNAP_FLATTEN_ABOVE 48
+
 struct snap_work {
 	uv_work_t work;
 	char sandbox_id[32], snap_id[32], name[128], template_id[128];
 	char upper[PATH_MAX], scratch[PATH_MAX + 64];
 	int no_upper;                    /* paused to disk: no writable layer, only the saved ones */
 	int freeze;                      /* running: freeze it first (in the worker, never on the loop) */
+	char *flat[RT_MAX_LAYERS];       /* a chain too deep: the sandbox's template layers (dirs), merged with its */
+	size_t n_flat;                   /* own into one layer (0 = a layer above them, as usual) */
 	char *disk[RT_MAX_LAYERS];       /* layers saved by pauses to disk (dirs), newest first */
 	size_t n_disk;
 	snap_cb cb;
@@ -46,6 +50,8 @@ static void snap_work_free(struct snap_work *sw)
 {
 	for (size_t k = 0; k < sw->n_disk; k++)
 		free(sw->disk[k]);
+	for (size_t k = 0; k < sw->n_flat; k++)
+		free(sw->flat[k]);
 	free(sw);
 }
 
@@ -72,6 +78,25 @@ static void copy_in_worker(uv_work_t *w)
 	struct snap_work *sw = (struct snap_work *)w;
 	if (sw->freeze && rt_freeze(sw->sandbox_id, NULL, &sw->err) < 0) {
 		sw->rc = -1;
+		return;
+	}
+	if (sw->n_flat) { /* everything it sees, as one layer: writable, saved, its template's */
+		const char *stack[LAYER_MERGE_MAX];
+		char *roots[RT_MAX_LAYERS] = {0};
+		size_t n = 0;
+		if (!sw->no_upper)
+			stack[n++] = sw->upper;
+		for (size_t k = 0; k < sw->n_disk; k++)
+			if (asprintf(&roots[k], "%s/rootfs", sw->disk[k]) > 0)
+				stack[n++] = roots[k];
+		for (size_t k = 0; k < sw->n_flat; k++)
+			stack[n++] = sw->flat[k];
+		sw->rc = n == (sw->no_upper ? 0 : 1) + sw->n_disk + sw->n_flat ? layer_merge(stack, n, sw->scratch, &sw->err)
+							     : cube_fail(&sw->err, 500, ENOMEM, "snapshot");
+		for (size_t k = 0; k < sw->n_disk; k++)
+			free(roots[k]);
+		if (sw->rc < 0)
+			remove_scratches(sw);
 		return;
 	}
 	sw->rc = sw->no_upper ? 0 : layer_copy(sw->upper, sw->scratch, &sw->err);
@@ -127,21 +152,31 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 		return NULL;
 	}
 	json_t *layers = json_array();
-	for (size_t k = sw->no_upper ? 1 : 0; k <= sw->n_disk; k++) {
+	for (size_t k = sw->no_upper && !sw->n_flat ? 1 : 0; k <= (sw->n_flat ? 0 : sw->n_disk); k++) {
 		char h[65];
 		layer_hex(sw, k, h);
 		json_array_append_new(layers, json_sprintf("sha256/%s", h));
 	}
 	json_t *pl = json_object_get(doc, "layers");
-	if (json_is_array(pl) && json_array_size(pl))
+	if (sw->n_flat)
+		; /* one layer holds everything */
+	else if (json_is_array(pl) && json_array_size(pl))
 		json_array_extend(layers, pl);
 	else
 		json_array_append_new(layers, json_sprintf("template/%s", parent->name));
+	/* The lineage survives a flattening: the template at the root of the chain. */
+	json_t *ps = json_object_get(doc, "snapshot");
+	const char *root = json_string_value(json_object_get(ps, "root"));
+	if (!root && ps)
+		root = json_string_value(json_object_get(ps, "template"));
+	char root_name[128];
+	snprintf(root_name, sizeof root_name, "%s", root ? root : parent->name);
 	json_object_set_new(doc, "layers", layers);
 	json_object_set_new(doc, "name", json_string(sw->snap_id));
 	json_object_set_new(doc, "aliases", sw->name[0] ? json_pack("[s]", sw->name) : json_array());
-	json_object_set_new(doc, "snapshot", json_pack("{s:s,s:s,s:I}", "sandboxID", sw->sandbox_id, "template",
-						       parent->name, "createdMs", (json_int_t)cube_now_ms()));
+	json_object_set_new(doc, "snapshot", json_pack("{s:s,s:s,s:s,s:b,s:I}", "sandboxID", sw->sandbox_id, "template",
+						       parent->name, "root", root_name, "flattened", sw->n_flat > 0,
+						       "createdMs", (json_int_t)cube_now_ms()));
 	return doc;
 }
 
@@ -166,9 +201,9 @@ static int publish(struct snap_work *sw, cube_err *err)
 	json_t *doc = template_doc(sw, err);
 	if (!doc)
 		return -1;
-	size_t published = sw->no_upper ? 1 : 0;
+	size_t published = sw->no_upper && !sw->n_flat ? 1 : 0, last = sw->n_flat ? 0 : sw->n_disk;
 	int lrc = cube_mkdir_p(shadir, 0755);
-	for (; lrc == 0 && published <= sw->n_disk; published++) {
+	for (; lrc == 0 && published <= last; published++) {
 		char h[65], from[PATH_MAX + 96], to[PATH_MAX + 96];
 		layer_hex(sw, published, h);
 		scratch_of(sw, published, from, sizeof from);
@@ -202,8 +237,15 @@ static int publish(struct snap_work *sw, cube_err *err)
 		unpublish(sw, shadir);
 		return -1;
 	}
-	if (tjobs_reload(err) < 0)
-		return cube_wrap(err, "load snapshot %s", sw->snap_id);
+	if (tjobs_reload(sw->snap_id, err) < 0) {
+		cube_wrap(err, "load snapshot %s", sw->snap_id);
+		char gone[PATH_MAX + 80]; /* never leave a template behind that does not load */
+		snprintf(gone, sizeof gone, "%s/.gone-%s", tdir, sw->snap_id);
+		if (rename(dir, gone) == 0)
+			layer_store_remove_tree(gone);
+		unpublish(sw, shadir);
+		return -1;
+	}
 	return 0;
 }
 
@@ -288,6 +330,19 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	snprintf(sw->scratch, sizeof sw->scratch, "%s/.copy-snap-%s", tjobs_layers_dir(), sw->snap_id);
 	sw->no_upper = sb->on_disk;
 	sw->n_disk = sbx_disk_layers(sb, sw->disk, RT_MAX_LAYERS - 1);
+	/* Snapshots of snapshots stack a layer each: past SNAP_FLATTEN_ABOVE layers (sandboxes from it still
+	 * need room for their pauses to disk under the runtime's 64), this one holds everything in one. */
+	const struct tpl *parent = tpl_find(sw->template_id);
+	if (parent && (sw->no_upper ? 0 : 1) + sw->n_disk + parent->n_layers > SNAP_FLATTEN_ABOVE)
+		for (size_t k = 0; k < parent->n_layers && k < RT_MAX_LAYERS; k++)
+			if ((sw->flat[sw->n_flat] = strdup(parent->layers[k])))
+				sw->n_flat++;
+	if (parent && sw->n_flat && sw->n_flat != parent->n_layers) {
+		snap_work_free(sw);
+		cube_fail(&err, 500, ENOMEM, "snapshot");
+		cb(NULL, &err, arg);
+		return;
+	}
 	if (rt_layer_upper(sb->id, sw->upper, sizeof sw->upper) < 0) {
 		snap_work_free(sw);
 		cube_fail(&err, 500, ENAMETOOLONG, "layer path");
@@ -318,6 +373,20 @@ static json_t *snapshot_doc(const struct tpl *t)
 	return doc;
 }
 
+/* The template at the root of t's snapshot chain (t itself when it is not a snapshot); *flattened: t is
+ * a snapshot that holds its whole chain in one layer. */
+static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
+{
+	json_t *doc = snapshot_doc(t);
+	json_t *s = json_object_get(doc, "snapshot");
+	*flattened = json_is_true(json_object_get(s, "flattened"));
+	const char *root = json_string_value(json_object_get(s, "root"));
+	if (!root)
+		root = json_string_value(json_object_get(s, "template"));
+	snprintf(out, n, "%s", root ? root : t->name);
+	json_decref(doc);
+}
+
 void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb cb, void *arg)
 {
 	cube_err err = {0};
@@ -335,6 +404,13 @@ void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb c
 	bool ok = base && snap->n_layers > base->n_layers;
 	for (size_t i = 0; ok && i < base->n_layers; i++)
 		ok = strcmp(snap->layers[snap->n_layers - base->n_layers + i], base->layers[i]) == 0;
+	if (!ok && base) { /* a flattened snapshot (one layer) of the same chain: compared by its root */
+		char r1[128], r2[128];
+		bool flat1, flat2;
+		root_of(snap, r1, sizeof r1, &flat1);
+		root_of(base, r2, sizeof r2, &flat2);
+		ok = (flat1 || flat2) && strcmp(r1, r2) == 0;
+	}
 	if (!ok) {
 		cube_fail(&err, 409, 0, "snapshot '%s' was not taken from a sandbox of template '%s'", snapshot_ref,
 			  sb->template_id);

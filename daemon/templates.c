@@ -310,9 +310,21 @@ static json_t *template_doc(struct job *j, const struct reg_image *img, bool rea
 	return t;
 }
 
-int tjobs_reload(cube_err *err)
+int tjobs_reload(const char *expect, cube_err *err)
 {
-	return reload_registry(err);
+	if (reload_registry(err) < 0)
+		return -1;
+	if (!expect || tpl_find(expect))
+		return 0;
+	/* Skipped by the registry (it logged why): the same reason for the caller. */
+	char dir[PATH_MAX + 256];
+	struct tpl *t = NULL;
+	snprintf(dir, sizeof dir, "%s/%s", T.templates_dir, expect);
+	if (tpl_load_one(dir, expect, &t, err) == 0) {
+		tpl_free(t);
+		cube_fail(err, 500, 0, "template %s was written but did not load", expect);
+	}
+	return -1;
 }
 
 const char *tjobs_layers_dir(void)
@@ -361,7 +373,7 @@ static int write_template(struct job *j, const struct reg_image *img, bool ready
 	}
 	if (rc < 0)
 		layer_store_remove_tree(tmp);
-	return rc < 0 ? rc : reload_registry(err);
+	return rc < 0 ? rc : tjobs_reload(id, err);
 }
 
 static void remove_template_dir(const char *id)

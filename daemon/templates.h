@@ -37,8 +37,9 @@ json_t *tjobs_template(const char *ref);
  * are removed. 404 if unknown. */
 int tjobs_delete_template(const char *ref, int force, cube_err *err);
 
-/* For template builds (daemon/builds.c). */
-int tjobs_reload(cube_err *err);
+/* For template builds (daemon/builds.c) and snapshots: load the templates dir again; `expect` (or NULL)
+ * names a template just written, which must then be loaded (else 500 with why, e.g. too many layers). */
+int tjobs_reload(const char *expect, cube_err *err);
 const char *tjobs_layers_dir(void);
 const char *tjobs_templates_dir(void);
 void tjobs_uid_range(unsigned *base, unsigned *count);

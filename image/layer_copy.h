@@ -11,7 +11,7 @@
 
 #include "common/error.h"
 
-#define LAYER_MERGE_MAX 64 /* layers one merge takes (the runtime stacks at most 64) */
+#define LAYER_MERGE_MAX 128 /* layers one merge takes (a stack of 64 plus saved and writable layers) */
 
 /* Copy the layer dir `upper` into scratch/rootfs (scratch must not exist). The runtime's own entries
  * (/.cube, /dev, /proc, /sys mount points, /etc/hostname, hosts, resolv.conf) are left out. On failure

@@ -333,8 +333,11 @@ int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid
 			continue;
 		}
 		struct tpl *t;
-		if (tpl_load_one(dir, de->d_name, &t, err) < 0)
-			goto fail;
+		cube_err terr = {0};
+		if (tpl_load_one(dir, de->d_name, &t, &terr) < 0) {
+			log_error("templates: skipping %s: %s", de->d_name, terr.msg);
+			continue;
+		}
 		if (r->count == cap) {
 			cap = cap ? cap * 2 : 8;
 			struct tpl **items = realloc(r->items, cap * sizeof *items);
@@ -345,11 +348,12 @@ int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid
 			}
 			r->items = items;
 		}
-		r->items[r->count++] = t;
-		if (!t->store_layers && tpl_rootfs_shift(dir, uid_base, uid_count, err) < 0) {
-			cube_wrap(err, "template '%s'", t->name);
-			goto fail;
+		if (!t->store_layers && tpl_rootfs_shift(dir, uid_base, uid_count, &terr) < 0) {
+			log_error("templates: skipping '%s': %s", t->name, terr.msg);
+			tpl_free(t);
+			continue;
 		}
+		r->items[r->count++] = t;
 	}
 	if (r->count > 1)
 		qsort(r->items, r->count, sizeof *r->items, by_name);

@@ -38,9 +38,10 @@ struct tpl {
 void tpl_set_layer_store(const char *dir);
 
 /* Scan templates_dir and shift each rootfs to [uid_base, uid_base+uid_count). Entries whose name starts
- * with '.' and directories without template.json are skipped (with a warning); an invalid template.json
- * or a missing rootfs fails the load with a message naming the template. Replaces any previous registry;
- * entries returned before stay valid until tpl_registry_free(). */
+ * with '.' and directories without template.json are skipped (with a warning); a template that does not
+ * load (invalid template.json, missing rootfs) is skipped with an error naming it and why, so one bad
+ * template never takes the others (or cubed's start) down. Fails only when templates_dir cannot be read.
+ * Replaces any previous registry; entries returned before stay valid until tpl_registry_free(). */
 int tpl_registry_load(const char *templates_dir, unsigned uid_base, unsigned uid_count, cube_err *err);
 void tpl_registry_free(void);
 

@@ -211,3 +211,55 @@ ctest(c, 'kill -9 of cubed in the middle of a snapshot: no half snapshot, the sa
     await src.kill().catch(() => null);
   }
 });
+
+ctest(c, 'a chain of 60 snapshots of snapshots: deep ones are flattened into one layer; files, deletions, rollback and a restart hold', { timeout: 240_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const layersOf = (id) => JSON.parse(fs.readFileSync(path.join(tplDir, id, 'template.json'), 'utf8')).layers;
+  const run = async (id, cmd) => {
+    const sbx = await Sandbox.connect(id, c.sdkOpts);
+    return (await sbx.commands.run(cmd, { user: 'root' })).stdout;
+  };
+  const snaps = [];
+  let tpl = 'base', flattenedAt = 0;
+  for (let g = 1; g <= 60; g++) {
+    const r = await api(c, 'POST', '/v2/sandboxes', { body: { templateID: tpl, timeout: 120 } });
+    assert.equal(r.status, 201, `generation ${g}: create from ${tpl}: ${r.text}`);
+    const id = r.json.sandboxID;
+    await run(id, `echo ${g} > /home/user/g${g}` + (g === 3 ? ' && rm /etc/issue' : '') +
+      (g === 5 ? ' && mkdir -p /opt/d && echo 5 > /opt/d/f' : '') + (g === 52 ? ' && rm -rf /opt/d && mkdir /opt/d && echo 52 > /opt/d/new' : ''));
+    const s = await api(c, 'POST', `/sandboxes/${id}/snapshots`, { body: {} });
+    assert.equal(s.status, 201, `generation ${g}: snapshot: ${s.text}`);
+    await api(c, 'DELETE', `/sandboxes/${id}`);
+    tpl = s.json.snapshotID;
+    snaps.push(tpl);
+    if (!flattenedAt && layersOf(tpl).length === 1) flattenedAt = g;
+    assert.ok(layersOf(tpl).length <= 49, `generation ${g}: ${layersOf(tpl).length} layers`);
+  }
+  assert.ok(flattenedAt > 40 && flattenedAt < 50, `flattened at generation ${flattenedAt}`);
+  const last = await Sandbox.create(tpl, { ...c.sdkOpts, timeoutMs: 120_000 });
+  try {
+    const seen = (await last.commands.run('cat /home/user/g* | sort -n | tr "\\n" " "')).stdout;
+    assert.equal(seen, [...Array(60).keys()].map((i) => i + 1).join(' ') + ' ');
+    assert.equal((await last.commands.run('test -e /etc/issue || echo gone')).stdout, 'gone\n');
+    assert.equal((await last.commands.run('ls /opt/d | tr "\\n" " "')).stdout, 'new ', 'the opaque dir of generation 52');
+    assert.equal((await last.commands.run('python3 -c "print(6*7)"')).stdout, '42\n', 'the base image is whole');
+    // A sandbox from an early, stacked snapshot rolls back to a flattened one of the same chain.
+    const early = await Sandbox.create(snaps[9], { ...c.sdkOpts, timeoutMs: 120_000 });
+    const rb = await api(c, 'POST', `/sandboxes/${early.sandboxId}/rollback`, { body: { snapshotID: snaps[flattenedAt - 1] } });
+    assert.equal(rb.status, 200, rb.text);
+    assert.equal((await early.commands.run(`cat /home/user/g${flattenedAt}`)).stdout, `${flattenedAt}\n`);
+    await early.kill();
+    // A template dir that does not load (here: not JSON) never keeps cubed from starting.
+    fs.mkdirSync(path.join(tplDir, 'broken'));
+    fs.writeFileSync(path.join(tplDir, 'broken', 'template.json'), '{nope');
+    await c.restart();
+    assert.equal((await last.commands.run('cat /home/user/g60')).stdout, '60\n');
+    assert.equal((await api(c, 'POST', '/v2/sandboxes', { body: { templateID: 'broken' } })).status, 404);
+    const again = await Sandbox.create(tpl, { ...c.sdkOpts, timeoutMs: 60_000 });
+    assert.equal((await again.commands.run('cat /home/user/g1')).stdout, '1\n');
+    await again.kill();
+  } finally {
+    fs.rmSync(path.join(tplDir, 'broken'), { recursive: true, force: true });
+    await last.kill().catch(() => null);
+  }
+});
