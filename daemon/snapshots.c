@@ -55,23 +55,6 @@ static void snap_work_free(struct snap_work *sw)
 	free(sw);
 }
 
-/* Scratch dir of layer k: 0 is the writable layer, 1.. the saved ones (all "<layers>/.copy-snap-*"). */
-static void scratch_of(const struct snap_work *sw, size_t k, char *out, size_t n)
-{
-	if (k == 0)
-		snprintf(out, n, "%s", sw->scratch);
-	else
-		snprintf(out, n, "%s-d%zu", sw->scratch, k);
-}
-
-static void remove_scratches(const struct snap_work *sw)
-{
-	char p[PATH_MAX + 96];
-	for (size_t k = 0; k <= sw->n_disk; k++) {
-		scratch_of(sw, k, p, sizeof p);
-		layer_store_remove_tree(p);
-	}
-}
 
 static void copy_in_worker(uv_work_t *w)
 {
@@ -80,7 +63,9 @@ static void copy_in_worker(uv_work_t *w)
 		sw->rc = -1;
 		return;
 	}
-	if (sw->n_flat) { /* everything it sees, as one layer: writable, saved, its template's */
+	/* Saved layers (and, flattened, the template's too) are merged with the writable layer into the one
+	 * new layer: the snapshot never depends on the sandbox, and stacks one layer per generation. */
+	if (sw->n_flat || sw->n_disk) {
 		const char *stack[LAYER_MERGE_MAX];
 		char *roots[RT_MAX_LAYERS] = {0};
 		size_t n = 0;
@@ -96,21 +81,12 @@ static void copy_in_worker(uv_work_t *w)
 		for (size_t k = 0; k < sw->n_disk; k++)
 			free(roots[k]);
 		if (sw->rc < 0)
-			remove_scratches(sw);
+			layer_store_remove_tree(sw->scratch);
 		return;
 	}
-	sw->rc = sw->no_upper ? 0 : layer_copy(sw->upper, sw->scratch, &sw->err);
+	sw->rc = layer_copy(sw->upper, sw->scratch, &sw->err);
 	if (sw->rc < 0 && sw->err.status == 409)
 		cube_fail(&sw->err, 409, 0, "sandbox %s has no writable layer to snapshot", sw->sandbox_id);
-	/* The layers pauses to disk saved are copied too: the snapshot must not depend on the sandbox. */
-	for (size_t k = 0; sw->rc == 0 && k < sw->n_disk; k++) {
-		char src[PATH_MAX + 16], dst[PATH_MAX + 96];
-		snprintf(src, sizeof src, "%s/rootfs", sw->disk[k]);
-		scratch_of(sw, k + 1, dst, sizeof dst);
-		sw->rc = layer_copy(src, dst, &sw->err);
-	}
-	if (sw->rc < 0)
-		remove_scratches(sw);
 }
 
 
@@ -123,15 +99,10 @@ static void sha256_hex(const char *s, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-/* Layer k's name in the store: derived from the snapshot id, so a retry never collides. */
-static void layer_hex(const struct snap_work *sw, size_t k, char out[65])
+/* The layer's name in the store: derived from the snapshot id, so a retry never collides. */
+static void layer_hex(const struct snap_work *sw, char out[65])
 {
-	char key[64];
-	if (k == 0)
-		snprintf(key, sizeof key, "%s", sw->snap_id);
-	else
-		snprintf(key, sizeof key, "%s-d%zu", sw->snap_id, k);
-	sha256_hex(key, out);
+	sha256_hex(sw->snap_id, out);
 }
 
 /* The snapshot's template.json: the parent's, with the new layers (the writable layer's copy, then copies
@@ -152,11 +123,9 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 		return NULL;
 	}
 	json_t *layers = json_array();
-	for (size_t k = sw->no_upper && !sw->n_flat ? 1 : 0; k <= (sw->n_flat ? 0 : sw->n_disk); k++) {
-		char h[65];
-		layer_hex(sw, k, h);
-		json_array_append_new(layers, json_sprintf("sha256/%s", h));
-	}
+	char h[65];
+	layer_hex(sw, h);
+	json_array_append_new(layers, json_sprintf("sha256/%s", h));
 	json_t *pl = json_object_get(doc, "layers");
 	if (sw->n_flat)
 		; /* one layer holds everything */
@@ -182,12 +151,10 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 
 static void unpublish(const struct snap_work *sw, const char *shadir)
 {
-	for (size_t k = 0; k <= sw->n_disk; k++) {
-		char h[65], p[PATH_MAX + 96];
-		layer_hex(sw, k, h);
-		snprintf(p, sizeof p, "%s/%s", shadir, h);
-		layer_store_remove_tree(p);
-	}
+	char h[65], p[PATH_MAX + 96];
+	layer_hex(sw, h);
+	snprintf(p, sizeof p, "%s/%s", shadir, h);
+	layer_store_remove_tree(p);
 }
 
 static int publish(struct snap_work *sw, cube_err *err)
@@ -201,15 +168,12 @@ static int publish(struct snap_work *sw, cube_err *err)
 	json_t *doc = template_doc(sw, err);
 	if (!doc)
 		return -1;
-	size_t published = sw->no_upper && !sw->n_flat ? 1 : 0, last = sw->n_flat ? 0 : sw->n_disk;
+	char h[65], to[PATH_MAX + 96];
+	layer_hex(sw, h);
+	snprintf(to, sizeof to, "%s/%s", shadir, h);
 	int lrc = cube_mkdir_p(shadir, 0755);
-	for (; lrc == 0 && published <= last; published++) {
-		char h[65], from[PATH_MAX + 96], to[PATH_MAX + 96];
-		layer_hex(sw, published, h);
-		scratch_of(sw, published, from, sizeof from);
-		snprintf(to, sizeof to, "%s/%s", shadir, h);
-		lrc = rename(from, to);
-	}
+	if (lrc == 0)
+		lrc = rename(sw->scratch, to);
 	if (lrc < 0 || cube_fsync_dir(shadir) < 0) {
 		cube_fail(err, 500, errno, "publish layers of %s", sw->snap_id);
 		unpublish(sw, shadir);
@@ -264,7 +228,7 @@ static void copy_done(uv_work_t *w, int status)
 	if (sw->rc == 0 && publish(sw, &sw->err) < 0)
 		sw->rc = -1;
 	if (sw->rc < 0) {
-		remove_scratches(sw);
+		layer_store_remove_tree(sw->scratch);
 		log_warn("snapshot of %s failed: %s", sw->sandbox_id, sw->err.msg);
 		sw->cb(NULL, &sw->err, sw->arg);
 	} else {
