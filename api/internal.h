@@ -30,6 +30,8 @@ void api_send_err(http_req *req, const cube_err *err);
 
 /* A RUNNING sandbox by id, or NULL after answering 404. */
 struct sandbox *api_running_sandbox(http_req *req, const char *id);
+/* Any sandbox in the table that is not being killed (running, paused, starting...); else 404 sent, NULL. */
+struct sandbox *api_live_sandbox(http_req *req, const char *id);
 void api_fail_not_found(http_req *req, const char *id);
 
 /* JSON shapes of §1.21 (new references). */

@@ -301,6 +301,16 @@ void api_fail_not_found(http_req *req, const char *id)
 	http_resp_error(req, 404, "Sandbox \"%s\" doesn't exist or you don't have access to it", id);
 }
 
+struct sandbox *api_live_sandbox(http_req *req, const char *id)
+{
+	struct sandbox *sb = sbx_find(id);
+	if (!sb || sb->state == SBX_KILLING) {
+		api_fail_not_found(req, id);
+		return NULL;
+	}
+	return sb;
+}
+
 struct sandbox *api_running_sandbox(http_req *req, const char *id)
 {
 	struct sandbox *sb = sbx_find(id);

@@ -257,11 +257,9 @@ static void pause_body(http_req *req, const char *id, const char *body, size_t l
 		api_send_err(req, &err);
 		return;
 	}
-	struct sandbox *sb = sbx_find(id);
-	if (!sb || sb->state == SBX_KILLING) {
-		api_fail_not_found(req, id);
+	struct sandbox *sb = api_live_sandbox(req, id);
+	if (!sb)
 		return;
-	}
 	/* Answered once frozen (memory) or once the files are saved and the processes gone (to disk). */
 	struct async_ctx *ctx = async_begin(req, 204);
 	if (ctx && !memory)
@@ -278,11 +276,9 @@ void api_pause(http_req *req, const char *id)
 /* An operator moves a sandbox paused in memory to disk now, as the eviction policy would. */
 void api_evict(http_req *req, const char *id)
 {
-	struct sandbox *sb = sbx_find(id);
-	if (!sb || sb->state == SBX_KILLING) {
-		api_fail_not_found(req, id);
+	struct sandbox *sb = api_live_sandbox(req, id);
+	if (!sb)
 		return;
-	}
 	struct async_ctx *ctx = async_begin(req, 204);
 	if (ctx)
 		sbx_evict(sb, "operator", NULL, async_done, ctx);
@@ -296,11 +292,9 @@ static void resume_body(http_req *req, const char *id, const char *body, size_t 
 		api_send_err(req, &err);
 		return;
 	}
-	struct sandbox *sb = sbx_find(id);
-	if (!sb || sb->state == SBX_KILLING) {
-		api_fail_not_found(req, id);
+	struct sandbox *sb = api_live_sandbox(req, id);
+	if (!sb)
 		return;
-	}
 	if (sb->state != SBX_PAUSED) {
 		http_resp_error(req, 409, "Sandbox \"%s\" is already running", id);
 		return;

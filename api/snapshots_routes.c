@@ -313,10 +313,9 @@ static void rollback_body(http_req *req, const char *id, const char *body, size_
 		http_resp_error(req, 400, "body must be {\"snapshotID\": string}");
 		return;
 	}
-	struct sandbox *sb = sbx_find(id);
-	if (!sb || sb->state == SBX_KILLING) {
+	struct sandbox *sb = api_live_sandbox(req, id);
+	if (!sb) {
 		json_decref(root);
-		api_fail_not_found(req, id);
 		return;
 	}
 	struct rollback_ctx *ctx = calloc(1, sizeof *ctx);
