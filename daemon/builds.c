@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -103,15 +102,6 @@ static void set_status(struct build *b, const char *status)
 static bool valid_hex64(const char *h)
 {
 	return h && strlen(h) == 64 && strspn(h, "0123456789abcdef") == 64;
-}
-
-static void sha256_hex(const char *s, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n;
-	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 static char *files_dir(void)
@@ -271,19 +261,6 @@ struct ctx {
 	unsigned uid_base, uid_count;
 };
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)f;
-	return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
-static void rm_rf(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) == 0)
-		nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-}
 
 /* Absolute paths of the refs, for rt_start. */
 static char **layer_paths(struct ctx *c, size_t *n)
@@ -320,10 +297,10 @@ static int publish(const char *tree, const char *key, cube_err *err)
 	snprintf(dir, sizeof dir, "%s/sha256", tjobs_layers_dir());
 	if (cube_mkdir_p(dir, 0700) < 0)
 		return cube_fail(err, 500, errno, "layer store %s", dir);
-	rm_rf(final); /* a forced rebuild replaces the cached layer */
+	layer_store_remove_tree(final); /* a forced rebuild replaces the cached layer */
 	if (mkdir(tmp, 0700) < 0 || rename(tree, root) < 0 || rename(tmp, final) < 0) {
 		int e = errno;
-		rm_rf(tmp);
+		layer_store_remove_tree(tmp);
 		return cube_fail(err, 500, e, "publish layer %.12s", key);
 	}
 	sync();
@@ -346,7 +323,7 @@ static void step_key(struct ctx *c, json_t *step, char out[65])
 	json_t *k = json_pack("{s:s,s:o,s:O,s:s,s:s}", "parent", c->chain, "step", s, "env", c->env, "user", c->user,
 			      "cwd", c->cwd);
 	char *text = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
-	sha256_hex(text ? text : "", out);
+	layer_sha256_hex(text ? text : "", text ? strlen(text) : 0, out);
 	free(text);
 	json_decref(k);
 }
@@ -362,7 +339,7 @@ static void clean_upper(const char *upper)
 		unlink(p);
 	}
 	snprintf(p, sizeof p, "%s/.cube", upper);
-	rm_rf(p);
+	layer_store_remove_tree(p);
 	for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
 		snprintf(p, sizeof p, "%s/%s", upper, dirs[i]);
 		rmdir(p); /* only when empty */
@@ -406,7 +383,7 @@ static int run_step(struct ctx *c, int idx, const char *cmd, const char *user, c
 	free(conf_text);
 	free_strv(paths, n);
 	if (rc < 0) {
-		rm_rf(dir);
+		layer_store_remove_tree(dir);
 		return cube_wrap(err, "step %d", idx);
 	}
 	/* Wait for the marker (or envd's death, or the step timeout). */
@@ -437,7 +414,7 @@ static int run_step(struct ctx *c, int idx, const char *cmd, const char *user, c
 	}
 	rt_kill(id, &sb, NULL);
 	if (status != 0) {
-		rm_rf(dir);
+		layer_store_remove_tree(dir);
 		if (status > 0)
 			return cube_fail(err, 422, 0, "step %d: RUN %s: exit status %d", idx, cmd, status);
 		if (!err->msg[0])
@@ -446,7 +423,7 @@ static int run_step(struct ctx *c, int idx, const char *cmd, const char *user, c
 	}
 	clean_upper(upper);
 	rc = publish(upper, key, err);
-	rm_rf(dir);
+	layer_store_remove_tree(dir);
 	return rc;
 }
 
@@ -580,7 +557,7 @@ out:
 	close(fd);
 	if (xfd >= 0)
 		close(xfd);
-	rm_rf(scratch);
+	layer_store_remove_tree(scratch);
 	return rc;
 }
 
@@ -608,7 +585,7 @@ static int base_layers(struct ctx *c, const char *ref, cube_err *err)
 		}
 	}
 	char *text = json_dumps(c->layers, JSON_COMPACT);
-	sha256_hex(text ? text : "", c->chain);
+	layer_sha256_hex(text ? text : "", text ? strlen(text) : 0, c->chain);
 	free(text);
 	c->env = json_deep_copy(t->envs);
 	snprintf(c->user, sizeof c->user, "%s", t->start_user ? t->start_user : "root");
@@ -642,7 +619,7 @@ static int image_layers(struct ctx *c, const char *image, json_t *reg, cube_err 
 	snprintf(c->user, sizeof c->user, "%s", u && *u ? u : "root");
 	snprintf(c->cwd, sizeof c->cwd, "%s", wd && *wd ? wd : "/");
 	char *text = json_dumps(c->layers, JSON_COMPACT);
-	sha256_hex(text ? text : "", c->chain);
+	layer_sha256_hex(text ? text : "", text ? strlen(text) : 0, c->chain);
 	free(text);
 	json_decref(config);
 	return 0;
@@ -670,21 +647,9 @@ static int write_template(struct ctx *c, cube_err *err)
 	if (start && *start && port > 0 && port < 65536)
 		json_object_set_new(t, "readyPort", json_integer(port));
 	json_object_set_new(t, "buildID", json_string(b->bid));
-	char tmp[PATH_MAX + 80], dir[PATH_MAX + 80], file[PATH_MAX + 100];
-	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", tjobs_templates_dir(), b->tid);
-	snprintf(dir, sizeof dir, "%s/%s", tjobs_templates_dir(), b->tid);
-	snprintf(file, sizeof file, "%s/template.json", tmp);
-	rm_rf(tmp);
-	int rc = 0;
-	if (cube_mkdir_p(tmp, 0755) < 0 || json_dump_file(t, file, JSON_INDENT(2)) < 0)
-		rc = cube_fail(err, 500, errno, "write %s", file);
+	int rc = tjobs_publish_template(b->tid, t, err);
 	json_decref(t);
-	if (rc == 0) {
-		rm_rf(dir);
-		if (rename(tmp, dir) < 0)
-			rc = cube_fail(err, 500, errno, "publish template %s", dir);
-	}
-	return rc < 0 ? rc : tjobs_reload(b->tid, err);
+	return rc;
 }
 
 static void *build_thread_body(struct build *b);

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,19 +89,10 @@ static void copy_in_worker(uv_work_t *w)
 }
 
 
-static void sha256_hex(const char *s, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n;
-	EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL);
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* The layer's name in the store: derived from the snapshot id, so a retry never collides. */
 static void layer_hex(const struct snap_work *sw, char out[65])
 {
-	sha256_hex(sw->snap_id, out);
+	layer_sha256_hex(sw->snap_id, strlen(sw->snap_id), out);
 }
 
 /* The snapshot's template.json: the parent's, with the new layers (the writable layer's copy, then copies
@@ -160,7 +150,7 @@ static void unpublish(const struct snap_work *sw, const char *shadir)
 static int publish(struct snap_work *sw, cube_err *err)
 {
 	char shadir[PATH_MAX + 16];
-	const char *layers_dir = tjobs_layers_dir(), *tdir = tjobs_templates_dir();
+	const char *layers_dir = tjobs_layers_dir();
 	snprintf(shadir, sizeof shadir, "%s/sha256", layers_dir);
 	/* Checked again here, serialized with every other publish: two snapshots raced for one name. */
 	if (sw->name[0] && tpl_find(sw->name))
@@ -180,37 +170,13 @@ static int publish(struct snap_work *sw, cube_err *err)
 		json_decref(doc);
 		return -1;
 	}
-	char tmp[PATH_MAX + 64], dir[PATH_MAX + 64], file[PATH_MAX + 96];
-	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", tdir, sw->snap_id);
-	snprintf(dir, sizeof dir, "%s/%s", tdir, sw->snap_id);
-	snprintf(file, sizeof file, "%s/template.json", tmp);
-	layer_store_remove_tree(tmp);
-	int rc = 0;
-	if (mkdir(tmp, 0755) < 0 || json_dump_file(doc, file, JSON_INDENT(2)) < 0) {
-		rc = cube_fail(err, 500, errno, "write %s", file);
-	} else {
-		int fd = open(file, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || fsync(fd) < 0 || cube_fsync_dir(tmp) < 0 || rename(tmp, dir) < 0 || cube_fsync_dir(tdir) < 0)
-			rc = cube_fail(err, 500, errno, "publish template %s", dir);
-		if (fd >= 0)
-			close(fd);
-	}
+	int rc = tjobs_publish_template(sw->snap_id, doc, err);
 	json_decref(doc);
 	if (rc < 0) {
-		layer_store_remove_tree(tmp);
+		cube_wrap(err, "snapshot %s", sw->snap_id);
 		unpublish(sw, shadir);
-		return -1;
 	}
-	if (tjobs_reload(sw->snap_id, err) < 0) {
-		cube_wrap(err, "load snapshot %s", sw->snap_id);
-		char gone[PATH_MAX + 80]; /* never leave a template behind that does not load */
-		snprintf(gone, sizeof gone, "%s/.gone-%s", tdir, sw->snap_id);
-		if (rename(dir, gone) == 0)
-			layer_store_remove_tree(gone);
-		unpublish(sw, shadir);
-		return -1;
-	}
-	return 0;
+	return rc;
 }
 
 static void copy_done(uv_work_t *w, int status)

@@ -310,7 +310,8 @@ static json_t *template_doc(struct job *j, const struct reg_image *img, bool rea
 	return t;
 }
 
-int tjobs_reload(const char *expect, cube_err *err)
+/* Load the templates dir again; expect (or NULL) names a template just written, which must load. */
+static int tjobs_reload(const char *expect, cube_err *err)
 {
 	if (reload_registry(err) < 0)
 		return -1;
@@ -325,6 +326,39 @@ int tjobs_reload(const char *expect, cube_err *err)
 		cube_fail(err, 500, 0, "template %s was written but did not load", expect);
 	}
 	return -1;
+}
+
+int tjobs_publish_template(const char *id, json_t *doc, cube_err *err)
+{
+	char tmp[PATH_MAX + 64], dir[PATH_MAX + 64], file[PATH_MAX + 96];
+	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", T.templates_dir, id);
+	snprintf(dir, sizeof dir, "%s/%s", T.templates_dir, id);
+	snprintf(file, sizeof file, "%s/template.json", tmp);
+	layer_store_remove_tree(tmp);
+	int rc = 0, fd = -1;
+	if (cube_mkdir_p(tmp, 0755) < 0 || json_dump_file(doc, file, JSON_INDENT(2)) < 0)
+		rc = cube_fail(err, 500, errno, "write %s", file);
+	else if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || fsync(fd) < 0 || cube_fsync_dir(tmp) < 0)
+		rc = cube_fail(err, 500, errno, "write %s", file);
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0) {
+		layer_store_remove_tree(dir);
+		if (rename(tmp, dir) < 0 || cube_fsync_dir(T.templates_dir) < 0)
+			rc = cube_fail(err, 500, errno, "publish template %s", dir);
+	}
+	if (rc < 0) {
+		layer_store_remove_tree(tmp);
+		return rc;
+	}
+	if (tjobs_reload(id, err) < 0) {
+		char gone[PATH_MAX + 80];
+		snprintf(gone, sizeof gone, "%s/.gone-%s", T.templates_dir, id);
+		if (rename(dir, gone) == 0)
+			layer_store_remove_tree(gone);
+		return -1;
+	}
+	return 0;
 }
 
 const char *tjobs_layers_dir(void)
@@ -356,24 +390,10 @@ static int reload_registry(cube_err *err)
 static int write_template(struct job *j, const struct reg_image *img, bool ready_port, cube_err *err)
 {
 	const char *id = json_string_value(json_object_get(j->doc, "templateID"));
-	char tmp[PATH_MAX + 64], dir[PATH_MAX + 64], file[PATH_MAX + 96];
-	snprintf(tmp, sizeof tmp, "%s/.tmp-%s", T.templates_dir, id);
-	snprintf(dir, sizeof dir, "%s/%s", T.templates_dir, id);
-	snprintf(file, sizeof file, "%s/template.json", tmp);
-	layer_store_remove_tree(tmp);
 	json_t *doc = template_doc(j, img, ready_port);
-	int rc = 0;
-	if (cube_mkdir_p(tmp, 0755) < 0 || json_dump_file(doc, file, JSON_INDENT(2)) < 0)
-		rc = cube_fail(err, 500, errno, "write %s", file);
+	int rc = tjobs_publish_template(id, doc, err);
 	json_decref(doc);
-	if (rc == 0) {
-		layer_store_remove_tree(dir);
-		if (rename(tmp, dir) < 0)
-			rc = cube_fail(err, 500, errno, "publish template %s", dir);
-	}
-	if (rc < 0)
-		layer_store_remove_tree(tmp);
-	return rc < 0 ? rc : tjobs_reload(id, err);
+	return rc;
 }
 
 static void remove_template_dir(const char *id)

@@ -37,9 +37,11 @@ json_t *tjobs_template(const char *ref);
  * are removed. 404 if unknown. */
 int tjobs_delete_template(const char *ref, int force, cube_err *err);
 
-/* For template builds (daemon/builds.c) and snapshots: load the templates dir again; `expect` (or NULL)
- * names a template just written, which must then be loaded (else 500 with why, e.g. too many layers). */
-int tjobs_reload(const char *expect, cube_err *err);
+/* For template builds (daemon/builds.c) and snapshots: write doc (borrowed) as <templates-dir>/<id>/
+ * template.json — into a scratch dir, fsync'd, renamed over any previous one, the dir fsync'd — and load
+ * the templates again. A template that then does not load is removed again, never left behind (500 with
+ * why, e.g. too many layers). */
+int tjobs_publish_template(const char *id, json_t *doc, cube_err *err);
 const char *tjobs_layers_dir(void);
 const char *tjobs_templates_dir(void);
 void tjobs_uid_range(unsigned *base, unsigned *count);

@@ -49,12 +49,8 @@ static json_t *load_json(int root, const char *rel, const char *want_hex, cube_e
 		return NULL;
 	}
 	if (want_hex) {
-		unsigned char md[32];
-		unsigned int mdlen;
 		char hex[65];
-		EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL);
-		for (int i = 0; i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		layer_sha256_hex(buf, len, hex);
 		if (strcmp(hex, want_hex) != 0) {
 			free(buf);
 			cube_fail(err, 422, 0, "archive: %s does not match its digest", rel);

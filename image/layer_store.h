@@ -25,5 +25,7 @@ int layer_store_gc(const char *store, const char *const *keep, size_t n, cube_er
 
 /* rm -rf without following symlinks. */
 int layer_store_remove_tree(const char *path);
+/* Lowercase hex of the SHA-256 of data: how layers, blobs and derived names are keyed. */
+void layer_sha256_hex(const void *data, size_t len, char out[65]);
 
 #endif

@@ -2,6 +2,7 @@
  * the credentials and the current Authorization header; blob downloads run in worker threads, each with
  * its own curl handle, and share the token under a mutex. */
 #include "image/registry.h"
+#include "image/layer_store.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -263,13 +264,6 @@ static void hex_of(const unsigned char *md, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static void sha256_hex(const void *data, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-	EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-	hex_of(md, out);
-}
 
 /* GET a small document (manifest, config) into memory, answering one auth challenge. */
 static int get_doc(struct registry *r, const char *path, const char *accept, struct membuf *out, char *ctype,
@@ -385,7 +379,7 @@ static bool is_digest(const char *s)
 static int check_digest(const struct membuf *m, const char *digest, const char *what, cube_err *err)
 {
 	char hex[65];
-	sha256_hex(m->data, m->len, hex);
+	layer_sha256_hex(m->data, m->len, hex);
 	if (strcmp(hex, digest + 7) != 0)
 		return cube_fail(err, 502, 0, "%s: digest mismatch (expected %s, got sha256:%s)", what, digest, hex);
 	return 0;
@@ -460,7 +454,7 @@ int reg_get_image(struct registry *r, struct reg_image *out, cube_err *err)
 		break;
 	}
 	char hex[65];
-	sha256_hex(m.data, m.len, hex);
+	layer_sha256_hex(m.data, m.len, hex);
 	snprintf(out->manifest_digest, sizeof out->manifest_digest, "sha256:%s", hex);
 
 	const char *cdigest = json_string_value(json_object_get(json_object_get(doc, "config"), "digest"));
