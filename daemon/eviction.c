@@ -46,15 +46,20 @@ static void find_oldest(struct sandbox *sb, void *arg)
 		o->sb = sb;
 }
 
+static void evict(struct sandbox *sb, const char *reason, struct sbx_slot *slot, sbx_create_cb cb, void *arg)
+{
+	log_info("evicting sandbox %s to disk (%s; paused %lld s ago)", sb->id, reason,
+		 (cube_now_ms() - sb->paused_ms) / 1000);
+	sbx_evict(sb, reason, slot, cb, arg);
+}
+
 int evict_oldest(const char *reason, const char *except_id, struct sbx_slot *slot, sbx_create_cb cb, void *arg)
 {
 	struct oldest o = {.except = except_id};
 	sbx_foreach(find_oldest, &o);
 	if (!o.sb)
 		return 0;
-	log_info("evicting sandbox %s to disk (%s; paused %lld s ago)", o.sb->id, reason,
-		 (cube_now_ms() - o.sb->paused_ms) / 1000);
-	sbx_evict(o.sb, reason, slot, cb, arg);
+	evict(o.sb, reason, slot, cb, arg);
 	return 1;
 }
 
@@ -107,10 +112,8 @@ static void on_tick(uv_timer_t *t)
 		struct idle_scan s = {.now = cube_now_ms()};
 		sbx_foreach(find_idle, &s); /* collected first: sbx_evict may change the table */
 		for (unsigned i = 0; i < s.n; i++) {
-			log_info("evicting sandbox %s to disk (idle; paused %lld s ago)", s.due[i]->id,
-				 (s.now - s.due[i]->paused_ms) / 1000);
 			E.idle_in_flight++;
-			sbx_evict(s.due[i], "idle", NULL, idle_done, NULL);
+			evict(s.due[i], "idle", NULL, idle_done, NULL);
 		}
 	}
 	const char *why = E.pressure_in_flight ? NULL : pressure();

@@ -1247,7 +1247,6 @@ static void disk_kill_done(uv_work_t *w, int status)
 		log_warn("sandbox %s: end processes after pause to disk: %s", sb->id, dw->err.msg);
 	sb->rt.pid = -1;
 	sb->snapshotting = 0;
-	sb->evicting = 0;
 	if (dw->evict) {
 		char labels[64] = "";
 		metrics_label(labels, sizeof labels, "reason", dw->evict);
@@ -1286,7 +1285,6 @@ static void disk_copy_done(uv_work_t *w, int status)
 	}
 	if (dw->rc < 0) {
 		sb->snapshotting = 0;
-		sb->evicting = 0;
 		cube_err terr = {0};
 		if (sb->state == SBX_RUNNING && rt_thaw(sb->id, &sb->rt, &terr) < 0)
 			log_error("sandbox %s: thaw after a failed pause to disk: %s", sb->id, terr.msg);
@@ -1388,7 +1386,6 @@ static void to_disk(struct sandbox *sb, const char *evict, struct sbx_slot *slot
 	snprintf(dw->scratch, sizeof dw->scratch, "%s/.copy-%s", dw->dir, dw->name);
 	snprintf(dw->final, sizeof dw->final, "%s/%s", dw->dir, dw->name);
 	sb->snapshotting = 1;
-	sb->evicting = evict != NULL;
 	uv_queue_work(S.cfg.loop, &dw->work, disk_copy_in_worker, disk_copy_done);
 }
 

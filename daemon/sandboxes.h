@@ -39,7 +39,6 @@ struct sandbox {
 	int timeout_s;             /* the create-time TTL; an auto-resume grants it again */
 	int snapshotting;          /* frozen for a snapshot copy (daemon/snapshots.c) or a pause to disk: no
 	                            * resume meanwhile (a connect waits) */
-	int evicting;              /* with snapshotting: a memory-paused sandbox being moved to disk */
 	int pausing;               /* RUNNING, its freeze running in a worker (sbx_pause) */
 	long long paused_ms;       /* when it was paused (ms since the epoch; persisted): eviction's idle clock */
 	long long evict_retry_ms;  /* an eviction failed: the policy leaves it alone until then */
