@@ -98,6 +98,8 @@ ctest(c, 'snapshots survive kill -9 of cubed; errors; nothing stays mounted', { 
   await kid.kill();
   await src.kill();
   assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+  // A kill is answered at once; processes, cgroups and then mounts go in the background.
+  await waitFor(() => mounts().length === 0, 10_000);
   assert.deepEqual(mounts(), [], 'mounts left on the host');
 });
 

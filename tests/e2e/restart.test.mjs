@@ -136,6 +136,8 @@ ctest(c, 'kill -9 and restart: truthful list, adopted sandboxes work, nothing le
   // The cgroup dirs go right after the last process, in the background destroy: wait for them too.
   await waitFor(() => ids.every((id) => sandboxDirs(instance, id).length === 0), 10_000);
   for (const id of ids) assert.deepEqual(sandboxDirs(instance, id), [], `cgroup dirs left for ${id}`);
+  // The layer is unmounted last, after the cgroups.
+  await waitFor(() => mountsReferring([c.stateDir, ...ids]).length === 0, 10_000);
   assert.deepEqual(mountsReferring([c.stateDir, ...ids]), [], 'mounts left on the host');
   const held = netnsInodes();
   assert.deepEqual([...ourNetns].filter((n) => held.has(n)), [], 'sandbox network namespaces still held');
