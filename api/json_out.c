@@ -33,6 +33,9 @@ json_t *api_listed_sandbox_json(const struct sandbox *sb)
 			      "memoryMB", (int)sb->memory_mb, "diskSizeMB", (int)sb->disk_mb,
 			      "metadata", sb->metadata, "state", sb->state == SBX_PAUSED ? "paused" : "running", "envdVersion", ENVD_VERSION,
 			      "volumeMounts");
+	/* Our extension (SDKs ignore it): where a paused sandbox is kept, which decides what connect does. */
+	if (o && sb->state == SBX_PAUSED)
+		json_object_set_new(o, "pausedTo", json_string(sb->on_disk ? "disk" : "memory"));
 	return o;
 }
 

@@ -60,6 +60,16 @@ static void metadata_text(json_t *meta, char *out, size_t len)
 	}
 }
 
+/* "paused (memory)" or "paused (disk)": they resume differently (thaw, or a boot from the files). */
+static const char *state_text(json_t *s)
+{
+	const char *state = json_string_value(json_object_get(s, "state"));
+	const char *to = json_string_value(json_object_get(s, "pausedTo"));
+	if (state && !strcmp(state, "paused") && to)
+		return !strcmp(to, "disk") ? "paused (disk)" : "paused (memory)";
+	return state;
+}
+
 static int print_sandbox_table(json_t *all)
 {
 	size_t n = json_array_size(all), ncols = 8;
@@ -76,13 +86,16 @@ static int print_sandbox_table(json_t *all)
 		json_t *s = json_array_get(all, i);
 		const char **row = cells + (i + 1) * ncols;
 		cli_format_time(json_string_value(json_object_get(s, "startedAt")), text[i][0], sizeof text[i][0]);
-		cli_format_until(json_string_value(json_object_get(s, "endAt")), text[i][1], sizeof text[i][1]);
+		if (json_object_get(s, "pausedTo")) /* a paused sandbox does not expire */
+			snprintf(text[i][1], sizeof text[i][1], "-");
+		else
+			cli_format_until(json_string_value(json_object_get(s, "endAt")), text[i][1], sizeof text[i][1]);
 		snprintf(text[i][2], 32, "%lld", (long long)json_integer_value(json_object_get(s, "cpuCount")));
 		snprintf(text[i][2] + 32, 32, "%lld", (long long)json_integer_value(json_object_get(s, "memoryMB")));
 		metadata_text(json_object_get(s, "metadata"), text[i][3], sizeof text[i][3]);
 		row[0] = json_string_value(json_object_get(s, "sandboxID"));
 		row[1] = json_string_value(json_object_get(s, "templateID"));
-		row[2] = json_string_value(json_object_get(s, "state"));
+		row[2] = state_text(s);
 		row[3] = text[i][0];
 		row[4] = text[i][1];
 		row[5] = text[i][2];
@@ -226,13 +239,16 @@ int cmd_info(const struct cli_ctx *ctx_in, int argc, char **argv)
 			char buf[1024];
 			print_field("Sandbox ID", json_string_value(json_object_get(s, "sandboxID")));
 			print_field("Template", json_string_value(json_object_get(s, "templateID")));
-			print_field("State", json_string_value(json_object_get(s, "state")));
+			print_field("State", state_text(s));
 			cli_format_time(json_string_value(json_object_get(s, "startedAt")), buf, sizeof buf);
 			print_field("Started", buf);
 			char until[64];
 			cli_format_time(json_string_value(json_object_get(s, "endAt")), buf, sizeof buf);
 			cli_format_until(json_string_value(json_object_get(s, "endAt")), until, sizeof until);
-			snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " (%s)", until);
+			if (json_object_get(s, "pausedTo"))
+				snprintf(buf, sizeof buf, "- (paused sandboxes do not expire)");
+			else
+				snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " (%s)", until);
 			print_field("Expires", buf);
 			snprintf(buf, sizeof buf, "%lld CPU, %lld MB memory, %lld MB disk",
 				 (long long)json_integer_value(json_object_get(s, "cpuCount")),

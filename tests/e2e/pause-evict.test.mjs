@@ -159,10 +159,22 @@ ctest(full, 'cubemastercli sandbox evict moves a paused sandbox to disk now; nod
     assert.equal(r.code, 1, 'a running sandbox is not evicted');
     assert.match(r.stderr, /409/);
     assert.equal(await s.sbx.pause(), true);
+    // Where a paused sandbox is kept shows in the API (pausedTo) and in list and info.
+    const shown = async (where) => {
+      const row = (await cli('list')).stdout.split('\n').find((l) => l.startsWith(s.sbx.sandboxId));
+      assert.match(row, new RegExp(`  paused \\(${where}\\)  .*  -  `), row);
+      assert.match((await cli('info', s.sbx.sandboxId)).stdout, new RegExp(`^State +paused \\(${where}\\)$`, 'm'));
+      const got = await api(full, 'GET', `/sandboxes/${s.sbx.sandboxId}`);
+      assert.equal(got.json.pausedTo, where);
+      const listed = await api(full, 'GET', '/v2/sandboxes?state=paused');
+      assert.equal(listed.json.find((x) => x.sandboxID === s.sbx.sandboxId).pausedTo, where);
+    };
+    await shown('memory');
     r = await cli('sandbox', 'evict', s.sbx.sandboxId);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /evicted to disk/);
     assert.ok(onDisk(full, s.sbx.sandboxId));
+    await shown('disk');
     assert.equal(await evicted(full, 'operator'), 1);
     assert.equal((await cli('sandbox', 'evict', s.sbx.sandboxId)).code, 1, 'already on disk');
     assert.equal((await cli('sandbox', 'evict', 'inosuchsandbox')).code, 1);
@@ -170,6 +182,7 @@ ctest(full, 'cubemastercli sandbox evict moves a paused sandbox to disk now; nod
       'an admin route: not on the API port');
     await s.sbx.connect();
     await assertRebooted(s.sbx, s);
+    assert.equal((await api(full, 'GET', `/sandboxes/${s.sbx.sandboxId}`)).json.pausedTo, undefined, 'running');
     r = await cli('node');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^eviction +paused sandboxes move to disk: never for idleness; .*when the node is full$/m);
