@@ -34,8 +34,9 @@ struct snap_work {
 	char upper[PATH_MAX], scratch[PATH_MAX + 64];
 	int no_upper;                    /* paused to disk: no writable layer, only the saved ones */
 	int freeze;                      /* running: freeze it first (in the worker, never on the loop) */
-	char *flat[RT_MAX_LAYERS];       /* a chain too deep: the sandbox's template layers (dirs), merged with its */
-	size_t n_flat;                   /* own into one layer (0 = a layer above them, as usual) */
+	char *flat[RT_MAX_LAYERS];       /* a chain too deep: the sandbox's template layers (dirs) above its root's, */
+	size_t n_flat;                   /* merged with its own into one layer (0 = a layer above them, as usual) */
+	size_t n_kept;                   /* flattened: the chain root's layers, kept below the merged one (shared) */
 	char *disk[RT_MAX_LAYERS];       /* layers saved by pauses to disk (dirs), newest first */
 	size_t n_disk;
 	snap_cb cb;
@@ -89,14 +90,58 @@ static void copy_in_worker(uv_work_t *w)
 }
 
 
+/* A snapshot template's document, or NULL (unknown, or a template that is not a snapshot). */
+static json_t *snapshot_doc(const struct tpl *t)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof path, "%s/template.json", t->dir);
+	json_t *doc = json_load_file(path, 0, NULL);
+	if (!json_is_object(json_object_get(doc, "snapshot"))) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* The template at the root of t's snapshot chain (t itself when it is not a snapshot); *flattened: t is
+ * a snapshot that holds its whole chain in one layer. */
+static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
+{
+	json_t *doc = snapshot_doc(t);
+	json_t *s = json_object_get(doc, "snapshot");
+	*flattened = json_is_true(json_object_get(s, "flattened"));
+	const char *root = json_string_value(json_object_get(s, "root"));
+	if (!root)
+		root = json_string_value(json_object_get(s, "template"));
+	snprintf(out, n, "%s", root ? root : t->name);
+	json_decref(doc);
+}
+
+/* How many of t's bottom layers are its chain root's own (0 when they are not, or are too many to keep):
+ * a flattening merges only what lies above them, so the base image stays one shared copy. */
+static size_t root_layers_below(const struct tpl *t)
+{
+	char root_name[128];
+	bool flattened;
+	root_of(t, root_name, sizeof root_name, &flattened);
+	const struct tpl *root = tpl_find(root_name);
+	if (!root || root == t || !t->store_layers || root->n_layers >= t->n_layers ||
+	    root->n_layers > SNAP_FLATTEN_ABOVE / 2)
+		return 0;
+	for (size_t i = 0; i < root->n_layers; i++)
+		if (strcmp(t->layers[t->n_layers - root->n_layers + i], root->layers[i]) != 0)
+			return 0;
+	return root->n_layers;
+}
+
 /* The layer's name in the store: derived from the snapshot id, so a retry never collides. */
 static void layer_hex(const struct snap_work *sw, char out[65])
 {
 	layer_sha256_hex(sw->snap_id, strlen(sw->snap_id), out);
 }
 
-/* The snapshot's template.json: the parent's, with the new layers (the writable layer's copy, then copies
- * of the layers pauses to disk saved) on top of the parent's layers. */
+/* The snapshot's template.json: the parent's, with the new layer (the writable layer's copy, merged with
+ * the layers pauses to disk saved) on top of the parent's layers; flattened, on top of the root's only. */
 static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 {
 	const struct tpl *parent = tpl_find(sw->template_id);
@@ -117,19 +162,24 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 	layer_hex(sw, h);
 	json_array_append_new(layers, json_sprintf("sha256/%s", h));
 	json_t *pl = json_object_get(doc, "layers");
-	if (sw->n_flat)
-		; /* one layer holds everything */
-	else if (json_is_array(pl) && json_array_size(pl))
+	if (sw->n_flat) { /* one layer holds the chain, above the root's own layers (bottom of the parent's) */
+		size_t n = json_array_size(pl);
+		if (sw->n_kept > n) {
+			json_decref(layers);
+			json_decref(doc);
+			cube_fail(err, 500, 0, "%s: its layers changed while the snapshot was taken", path);
+			return NULL;
+		}
+		for (size_t k = n - sw->n_kept; k < n; k++)
+			json_array_append(layers, json_array_get(pl, k));
+	} else if (json_is_array(pl) && json_array_size(pl))
 		json_array_extend(layers, pl);
 	else
 		json_array_append_new(layers, json_sprintf("template/%s", parent->name));
 	/* The lineage survives a flattening: the template at the root of the chain. */
-	json_t *ps = json_object_get(doc, "snapshot");
-	const char *root = json_string_value(json_object_get(ps, "root"));
-	if (!root && ps)
-		root = json_string_value(json_object_get(ps, "template"));
 	char root_name[128];
-	snprintf(root_name, sizeof root_name, "%s", root ? root : parent->name);
+	bool parent_flat;
+	root_of(parent, root_name, sizeof root_name, &parent_flat);
 	json_object_set_new(doc, "layers", layers);
 	json_object_set_new(doc, "name", json_string(sw->snap_id));
 	json_object_set_new(doc, "aliases", sw->name[0] ? json_pack("[s]", sw->name) : json_array());
@@ -263,11 +313,13 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	/* Snapshots of snapshots stack a layer each: past SNAP_FLATTEN_ABOVE layers (sandboxes from it still
 	 * need room for their pauses to disk under the runtime's 64), this one holds everything in one. */
 	const struct tpl *parent = tpl_find(sw->template_id);
-	if (parent && (sw->no_upper ? 0 : 1) + sw->n_disk + parent->n_layers > SNAP_FLATTEN_ABOVE)
-		for (size_t k = 0; k < parent->n_layers && k < RT_MAX_LAYERS; k++)
+	if (parent && (sw->no_upper ? 0 : 1) + sw->n_disk + parent->n_layers > SNAP_FLATTEN_ABOVE) {
+		sw->n_kept = root_layers_below(parent);
+		for (size_t k = 0; k < parent->n_layers - sw->n_kept && k < RT_MAX_LAYERS; k++)
 			if ((sw->flat[sw->n_flat] = strdup(parent->layers[k])))
 				sw->n_flat++;
-	if (parent && sw->n_flat && sw->n_flat != parent->n_layers) {
+	}
+	if (parent && sw->n_flat && sw->n_flat != parent->n_layers - sw->n_kept) {
 		snap_work_free(sw);
 		cube_fail(&err, 500, ENOMEM, "snapshot");
 		cb(NULL, &err, arg);
@@ -289,33 +341,6 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 }
 
 /* ---- rollback ---- */
-
-/* A snapshot template's document, or NULL (unknown, or a template that is not a snapshot). */
-static json_t *snapshot_doc(const struct tpl *t)
-{
-	char path[PATH_MAX + 16];
-	snprintf(path, sizeof path, "%s/template.json", t->dir);
-	json_t *doc = json_load_file(path, 0, NULL);
-	if (!json_is_object(json_object_get(doc, "snapshot"))) {
-		json_decref(doc);
-		return NULL;
-	}
-	return doc;
-}
-
-/* The template at the root of t's snapshot chain (t itself when it is not a snapshot); *flattened: t is
- * a snapshot that holds its whole chain in one layer. */
-static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
-{
-	json_t *doc = snapshot_doc(t);
-	json_t *s = json_object_get(doc, "snapshot");
-	*flattened = json_is_true(json_object_get(s, "flattened"));
-	const char *root = json_string_value(json_object_get(s, "root"));
-	if (!root)
-		root = json_string_value(json_object_get(s, "template"));
-	snprintf(out, n, "%s", root ? root : t->name);
-	json_decref(doc);
-}
 
 void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb cb, void *arg)
 {

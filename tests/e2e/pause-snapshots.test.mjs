@@ -214,7 +214,7 @@ ctest(c, 'kill -9 of cubed in the middle of a snapshot: no half snapshot, the sa
   }
 });
 
-ctest(c, 'a chain of 60 snapshots of snapshots: deep ones are flattened into one layer; files, deletions, rollback and a restart hold', { timeout: 240_000 }, async () => {
+ctest(c, 'a chain of 60 snapshots of snapshots: deep ones are flattened into one layer above the base; files, deletions, rollback and a restart hold', { timeout: 240_000 }, async () => {
   const { Sandbox } = await loadSdk('e2b-2.51');
   const layersOf = (id) => JSON.parse(fs.readFileSync(path.join(tplDir, id, 'template.json'), 'utf8')).layers;
   const run = async (id, cmd) => {
@@ -234,10 +234,15 @@ ctest(c, 'a chain of 60 snapshots of snapshots: deep ones are flattened into one
     await api(c, 'DELETE', `/sandboxes/${id}`);
     tpl = s.json.snapshotID;
     snaps.push(tpl);
-    if (!flattenedAt && layersOf(tpl).length === 1) flattenedAt = g;
+    // Flattened: one layer for the whole chain, above the root template's own (shared, not copied).
+    if (!flattenedAt && g > 1 && layersOf(tpl).length === 2) flattenedAt = g;
     assert.ok(layersOf(tpl).length <= 49, `generation ${g}: ${layersOf(tpl).length} layers`);
+    assert.equal(layersOf(tpl).at(-1), 'template/base', `generation ${g}: the base stays below`);
   }
   assert.ok(flattenedAt > 40 && flattenedAt < 50, `flattened at generation ${flattenedAt}`);
+  const merged = path.join(c.stateDir, 'layers', layersOf(snaps[flattenedAt - 1])[0], 'rootfs');
+  assert.ok(fs.existsSync(path.join(merged, 'home/user/g1')), 'the chain is in the merged layer');
+  assert.ok(!fs.existsSync(path.join(merged, 'usr/bin/python3')), 'the base image is not copied into it');
   const last = await Sandbox.create(tpl, { ...c.sdkOpts, timeoutMs: 120_000 });
   try {
     const seen = (await last.commands.run('cat /home/user/g* | sort -n | tr "\\n" " "')).stdout;
