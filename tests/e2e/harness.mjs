@@ -148,8 +148,11 @@ process.once('exit', () => { for (const p of liveCubeds) { try { p.kill('SIGKILL
 
 // A running cubed instance owned by one test file.
 export class Cubed {
-  constructor({ extraArgs = [] } = {}) {
+  // prepare(stateDir): runs once the state dir exists, before cubed first starts (e.g. to mount a small
+  // filesystem into it).
+  constructor({ extraArgs = [], prepare = null } = {}) {
     this.extraArgs = extraArgs;
+    this.prepare = prepare;
     this.proc = null;
     this.exited = null;
   }
@@ -170,6 +173,7 @@ export class Cubed {
     }
     this.stateDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cube-e2e-'));
     this.logPath = path.join(os.tmpdir(), `${path.basename(this.stateDir)}.log`);
+    if (this.prepare) await this.prepare(this.stateDir);
     this.apiPort = await freePort();
     this.proxyPort = await freePort();
     await this.spawn();
