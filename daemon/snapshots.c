@@ -103,13 +103,14 @@ static json_t *snapshot_doc(const struct tpl *t)
 	return doc;
 }
 
-/* The template at the root of t's snapshot chain (t itself when it is not a snapshot); *flattened: t is
- * a snapshot that holds its whole chain in one layer. */
+/* The template at the root of t's snapshot chain (t itself when it is not a snapshot); *flattened (if not
+ * NULL): t is a snapshot that holds its chain, above the root's layers, in one layer. */
 static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
 {
 	json_t *doc = snapshot_doc(t);
 	json_t *s = json_object_get(doc, "snapshot");
-	*flattened = json_is_true(json_object_get(s, "flattened"));
+	if (flattened)
+		*flattened = json_is_true(json_object_get(s, "flattened"));
 	const char *root = json_string_value(json_object_get(s, "root"));
 	if (!root)
 		root = json_string_value(json_object_get(s, "template"));
@@ -122,8 +123,7 @@ static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
 static size_t root_layers_below(const struct tpl *t)
 {
 	char root_name[128];
-	bool flattened;
-	root_of(t, root_name, sizeof root_name, &flattened);
+	root_of(t, root_name, sizeof root_name, NULL);
 	const struct tpl *root = tpl_find(root_name);
 	if (!root || root == t || !t->store_layers || root->n_layers >= t->n_layers ||
 	    root->n_layers > SNAP_FLATTEN_ABOVE / 2)
@@ -178,8 +178,7 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 		json_array_append_new(layers, json_sprintf("template/%s", parent->name));
 	/* The lineage survives a flattening: the template at the root of the chain. */
 	char root_name[128];
-	bool parent_flat;
-	root_of(parent, root_name, sizeof root_name, &parent_flat);
+	root_of(parent, root_name, sizeof root_name, NULL);
 	json_object_set_new(doc, "layers", layers);
 	json_object_set_new(doc, "name", json_string(sw->snap_id));
 	json_object_set_new(doc, "aliases", sw->name[0] ? json_pack("[s]", sw->name) : json_array());
@@ -311,7 +310,8 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	sw->no_upper = sb->on_disk;
 	sw->n_disk = sbx_disk_layers(sb, sw->disk, RT_MAX_LAYERS - 1);
 	/* Snapshots of snapshots stack a layer each: past SNAP_FLATTEN_ABOVE layers (sandboxes from it still
-	 * need room for their pauses to disk under the runtime's 64), this one holds everything in one. */
+	 * need room for their pauses to disk under the runtime's 64), this one merges the chain above its root
+	 * template's layers into one. */
 	const struct tpl *parent = tpl_find(sw->template_id);
 	if (parent && (sw->no_upper ? 0 : 1) + sw->n_disk + parent->n_layers > SNAP_FLATTEN_ABOVE) {
 		sw->n_kept = root_layers_below(parent);
