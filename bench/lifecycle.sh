@@ -3,7 +3,9 @@
 # (as root). Builds if needed, makes sure the test template and the SDK are there, then runs
 # bench/pause.mjs (pause and resume with memory kept) and bench/lifecycle.mjs (what changed bytes cost:
 # snapshot, pause to disk, connect from disk, create from a snapshot, rollback, fork of 10) and
-# bench/snapshot-chain.mjs (deep chains of snapshots and their flattening), each against a private cubed. Results: bench/pause-results.json, bench/lifecycle-results.json; a summary on stdout.
+# bench/snapshot-chain.mjs (deep chains of snapshots and their flattening), each against a private cubed.
+# Results: bench/pause-results.json, bench/lifecycle-results.json, bench/snapshot-chain-results.json; a
+# summary on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
