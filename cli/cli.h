@@ -65,6 +65,7 @@ int cmd_sandbox(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_apikey(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_tpl(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_snapshot(const struct cli_ctx *ctx, int argc, char **argv);
+int cmd_rollback(const struct cli_ctx *ctx, int argc, char **argv);
 /* `sandbox network ...` (cmd_network.c), reached through cmd_sandbox (cmd_sandbox_ops.c). */
 int cmd_sandbox_network(const struct cli_ctx *ctx, int argc, char **argv);
 int cmd_pool(const struct cli_ctx *ctx, int argc, char **argv);

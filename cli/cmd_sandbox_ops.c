@@ -35,7 +35,8 @@ static void usage(FILE *out)
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		fprintf(out, "  %-7s %-26s %s\n", ops[i].name, ops[i].args, ops[i].summary);
 	fprintf(out, "  fork    ID [--count N] [--timeout SECONDS]  start N sandboxes from a snapshot of its files (N default 1)\n"
-		     "  rollback ID SNAPSHOT_ID            restart the sandbox in place on the snapshot's files (same id)\n"
+		     "  rollback ID SNAPSHOT_ID            restart the sandbox in place on the snapshot's files (same id;\n"
+		     "                                     also --sandbox-id ID --snapshot-id SNAP, and top-level `rollback`)\n"
 		     "  network get|set ID [...]           show or replace the egress policy (sandbox network --help)\n"
 		     "Exit status 1 if any sandbox could not be changed (unknown id, already paused...).\n");
 }
@@ -112,28 +113,38 @@ static int fork_sandbox(struct cli_ctx *ctx, int argc, char **argv)
 	return rc;
 }
 
+/* `sandbox rollback ID SNAPSHOT_ID`, or the reference CLI's `rollback --sandbox-id ID --snapshot-id SNAP`
+ * (either spelling under either command). */
 static int rollback_sandbox(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+		{"sandbox-id", required_argument, 0, 's'}, {"snapshot-id", required_argument, 0, 'i'}, {0, 0, 0, 0},
 	};
+	const char *sandbox = NULL, *snapshot = NULL;
 	int c;
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j': ctx->json = 1; break;
+		case 's': sandbox = optarg; break;
+		case 'i': snapshot = optarg; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_UNREACHABLE;
 		}
 	}
-	if (argc - optind != 2) {
+	if (!sandbox && optind < argc)
+		sandbox = argv[optind++];
+	if (!snapshot && optind < argc)
+		snapshot = argv[optind++];
+	if (!sandbox || !snapshot || optind != argc) {
 		usage(stderr);
 		return CLI_UNREACHABLE;
 	}
-	char *id = cli_url_encode(argv[optind]), path[512];
+	char *id = cli_url_encode(sandbox), path[512];
 	snprintf(path, sizeof path, "/sandboxes/%s/rollback", id ? id : "");
 	free(id);
-	json_t *req = json_pack("{s:s}", "snapshotID", argv[optind + 1]);
+	json_t *req = json_pack("{s:s}", "snapshotID", snapshot);
 	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (!body) {
@@ -149,7 +160,7 @@ static int rollback_sandbox(struct cli_ctx *ctx, int argc, char **argv)
 	if (rc == 0 && ctx->json)
 		cli_print_json(out);
 	else if (rc == 0)
-		printf("%s rolled back to %s\n", argv[optind], argv[optind + 1]);
+		printf("%s rolled back to %s\n", sandbox, snapshot);
 	json_decref(out);
 	cli_response_free(&resp);
 	return rc;
@@ -219,4 +230,11 @@ int cmd_sandbox(const struct cli_ctx *ctx_in, int argc, char **argv)
 	if (to_disk)
 		snprintf(body, sizeof body, "{\"memory\":false}");
 	return cli_each_id(&ctx, "POST", op->path, body, argv + optind, argc - optind, op->done, op->done_on_200);
+}
+
+/* The reference CLI's top-level `rollback` (the same as `sandbox rollback`). */
+int cmd_rollback(const struct cli_ctx *ctx_in, int argc, char **argv)
+{
+	struct cli_ctx ctx = *ctx_in;
+	return rollback_sandbox(&ctx, argc, argv);
 }

@@ -11,10 +11,12 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: cubemastercli snapshot create SANDBOX_ID [--name NAME] [--json]\n"
-		"       cubemastercli snapshot list [--sandbox SANDBOX_ID] [--json]\n"
-		"       cubemastercli snapshot info SNAPSHOT_ID|NAME [--json]\n"
+		"       cubemastercli snapshot list|ls [--sandbox SANDBOX_ID] [--json]\n"
+		"       cubemastercli snapshot info|describe SNAPSHOT_ID|NAME [--json]\n"
 		"       cubemastercli snapshot delete SNAPSHOT_ID... [--json]\n"
-		"Snapshot a sandbox's files (it is frozen while they are copied), list or delete snapshots.\n");
+		"Snapshot a sandbox's files (it is frozen while they are copied), list or delete snapshots.\n"
+		"The reference CLI's flags work too: --sandbox-id ID (create, list), --display-name NAME (create),\n"
+		"--snapshot-id ID (info, delete).\n");
 }
 
 static int create(struct cli_ctx *ctx, const char *sandbox, const char *name)
@@ -166,7 +168,10 @@ int cmd_snapshot(const struct cli_ctx *ctx_in, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"json", no_argument, 0, 'j'}, {"name", required_argument, 0, 'n'},
-		{"sandbox", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"sandbox", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
+		/* the reference CLI's spellings of the same */
+		{"display-name", required_argument, 0, 'n'}, {"sandbox-id", required_argument, 0, 's'},
+		{"snapshot-id", required_argument, 0, 'i'}, {0, 0, 0, 0},
 	};
 	struct cli_ctx ctx = *ctx_in;
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -174,6 +179,7 @@ int cmd_snapshot(const struct cli_ctx *ctx_in, int argc, char **argv)
 		return argc < 2 ? CLI_UNREACHABLE : CLI_OK;
 	}
 	const char *sub = argv[1], *name = NULL, *sandbox = NULL;
+	char *snapshot = NULL;
 	int c;
 	optind = 0;
 	argc--;
@@ -183,19 +189,22 @@ int cmd_snapshot(const struct cli_ctx *ctx_in, int argc, char **argv)
 		case 'j': ctx.json = 1; break;
 		case 'n': name = optarg; break;
 		case 's': sandbox = optarg; break;
+		case 'i': snapshot = optarg; break;
 		case 'h': usage(stdout); return CLI_OK;
 		default: usage(stderr); return CLI_UNREACHABLE;
 		}
 	}
 	int rest = argc - optind;
-	if (strcmp(sub, "create") == 0 && rest == 1 && !sandbox)
-		return create(&ctx, argv[optind], name);
-	if (strcmp(sub, "list") == 0 && rest == 0 && !name)
+	/* The subject is a positional argument or its --*-id flag, never both. */
+	if (strcmp(sub, "create") == 0 && (rest == 1) != (sandbox != NULL) && !snapshot)
+		return create(&ctx, sandbox ? sandbox : argv[optind], name);
+	if ((strcmp(sub, "list") == 0 || strcmp(sub, "ls") == 0) && rest == 0 && !name && !snapshot)
 		return list(&ctx, sandbox);
-	if (strcmp(sub, "info") == 0 && rest == 1 && !name && !sandbox)
-		return info(&ctx, argv[optind]);
-	if (strcmp(sub, "delete") == 0 && rest >= 1 && !name && !sandbox)
-		return delete(&ctx, rest, argv + optind);
+	if ((strcmp(sub, "info") == 0 || strcmp(sub, "describe") == 0) && (rest == 1) != (snapshot != NULL) &&
+	    !name && !sandbox)
+		return info(&ctx, snapshot ? snapshot : argv[optind]);
+	if (strcmp(sub, "delete") == 0 && (rest >= 1) != (snapshot != NULL) && !name && !sandbox)
+		return snapshot ? delete(&ctx, 1, &snapshot) : delete(&ctx, rest, argv + optind);
 	usage(stderr);
 	return CLI_UNREACHABLE;
 }

@@ -152,6 +152,18 @@ ctest(c, 'cubemastercli snapshot create, list, info, delete and sandbox fork', a
     r = await cli('snapshot', 'delete', id);
     assert.equal(r.code, 1);
     assert.equal((await cli('snapshot', 'create')).code, 2);
+    // The reference CLI's spellings: --sandbox-id, --display-name, --snapshot-id, ls, describe.
+    r = await cli('snapshot', 'create', '--sandbox-id', src.sandboxId, '--display-name', `ref-${src.sandboxId}`);
+    assert.equal(r.code, 0, r.stderr);
+    const ref = r.stdout.trim();
+    r = await cli('--json', 'snapshot', 'ls', '--sandbox-id', src.sandboxId);
+    assert.deepEqual(JSON.parse(r.stdout).find((x) => x.snapshotID === ref)?.names, [`ref-${src.sandboxId}`]);
+    r = await cli('--json', 'snapshot', 'describe', '--snapshot-id', ref);
+    assert.equal(JSON.parse(r.stdout).sandboxID, src.sandboxId);
+    assert.equal((await cli('snapshot', 'create', src.sandboxId, '--sandbox-id', src.sandboxId)).code, 2, 'one subject');
+    assert.equal((await cli('snapshot', 'info', ref, '--snapshot-id', ref)).code, 2, 'one subject');
+    r = await cli('snapshot', 'delete', '--snapshot-id', ref);
+    assert.equal(r.stdout, `${ref} deleted\n`);
   } finally {
     await src.kill().catch(() => null);
   }

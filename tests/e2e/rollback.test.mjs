@@ -161,6 +161,14 @@ ctest(c, 'cubemastercli sandbox rollback; kill -9 of cubed after a rollback leav
   r = await cli('sandbox', 'rollback', sbx.sandboxId, 'snapnosuch');
   assert.equal(r.code, 1);
   assert.match(r.stderr, /404: snapshot 'snapnosuch' not found/);
+  // The reference CLI's spelling: top-level rollback with --sandbox-id and --snapshot-id.
+  await sbx.files.write('/home/user/cli.txt', 'later again');
+  r = await cli('rollback', '--sandbox-id', sbx.sandboxId, '--snapshot-id', snap.snapshotId);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `${sbx.sandboxId} rolled back to ${snap.snapshotId}\n`);
+  assert.equal(await sbx.files.read('/home/user/cli.txt'), 'snapshot state');
+  assert.equal((await cli('rollback', sbx.sandboxId)).code, 2, 'no snapshot');
+  assert.equal((await cli('sandbox', 'rollback', sbx.sandboxId, snap.snapshotId, 'extra')).code, 2);
 
   // Persisted: after a kill -9 and restart of cubed the rolled-back sandbox is adopted as it is.
   await sbx.files.write('/home/user/cli.txt', 'after rollback');
