@@ -576,6 +576,13 @@ int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err)
 		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0); /* PID 1 dies: its PID ns dies */
 	cg_kill_frozen(id); /* a paused sandbox's init would never die and the wait below would hang */
 	if (sb && sb->pid > 0 && forget_child(sb->pid)) {
+		/* A pause racing this kill may freeze the cgroup again after that thaw, and a frozen task with
+		 * SIGKILL pending never exits: while init lives, thaw again every 200 ms. */
+		struct pollfd pfd = {.fd = sb->pidfd, .events = POLLIN};
+		int n;
+		while (sb->pidfd >= 0 && ((n = poll(&pfd, 1, 200)) == 0 || (n < 0 && errno == EINTR)))
+			if (n == 0)
+				cg_kill_frozen(id);
 		pid_t r;
 		do
 			r = waitpid(sb->pid, NULL, 0);

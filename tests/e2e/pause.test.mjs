@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, dataRequest, accessToken, waitFor, sleep, sha256, run, bin } from './harness.mjs';
+import { useCubed, forEachSdk, ctest, loadSdk, api, dataRequest, accessToken, waitFor, sleep, sha256, run, bin, hostPids, readProc } from './harness.mjs';
 
 const c = useCubed();
 
@@ -129,6 +129,24 @@ forEachSdk(c, 'onTimeout pause without autoResume: paused at timeout, proxy answ
   assert.equal((await dataRequest(c, { sandboxId: sbx.sandboxId, path: '/health' })).status, 502);
   await sbx.connect({ timeoutMs: 60_000 });
   await checksums(sbx, want);
+});
+
+ctest(c, 'a kill while a pause is in flight wins: no process stays, the pause answers 404 or had finished', { timeout: 120_000 }, async (t) => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const pidsOf = (id) => hostPids().filter((p) => (readProc(p, 'cgroup') || '').includes(id));
+  const seen = new Set();
+  for (let i = 0; i < 12; i++) {
+    const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 60_000 });
+    await sbx.commands.run('for i in 1 2 3 4; do sleep 600 </dev/null >/dev/null 2>&1 & done');
+    const [p, d] = await Promise.all([api(c, 'POST', `/sandboxes/${sbx.sandboxId}/pause`, { body: {} }),
+      sleep(i % 2).then(() => api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`))]);
+    assert.equal(d.status, 204, d.text);
+    assert.ok(p.status === 204 || p.status === 404, `pause answered ${p.status}: ${p.text}`);
+    seen.add(p.status);
+    assert.ok(await waitFor(() => pidsOf(sbx.sandboxId).length === 0, 10_000), `processes of ${sbx.sandboxId} stay`);
+    assert.equal((await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`)).status, 404);
+  }
+  t.diagnostic(`pause answers seen: ${[...seen]}`);
 });
 
 ctest(c, 'concurrent pauses: exactly one is answered 204, the others 409', async () => {

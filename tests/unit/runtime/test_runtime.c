@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -874,6 +875,48 @@ static void test_kill_and_reclaim_frozen(void **s)
 	close(b.netns_fd);
 }
 
+/* A pause racing a kill (each in its own worker thread in cubed): freezes that land after the kill's
+ * thaw must not leave init frozen with SIGKILL pending, so that rt_kill waits forever. */
+struct freezer_race {
+	char path[512];
+	atomic_bool stop;
+};
+
+static void *keep_freezing(void *arg)
+{
+	struct freezer_race *fr = arg;
+	long long end = cube_mono_ms() + 1500;
+	while (!atomic_load(&fr->stop) && cube_mono_ms() < end) {
+		cube_write_file(fr->path, fr->path[strlen(fr->path) - 1] == 'e' ? "FROZEN" : "1");
+		usleep(500);
+	}
+	return NULL;
+}
+
+static void test_kill_races_a_freeze(void **s)
+{
+	(void)s;
+	for (int round = 0; round < 5; round++) {
+		struct rt_sandbox sb;
+		start_ok("frz4", 128ULL << 20, 64, &sb);
+		free(run(&sb, "for i in 1 2 3 4; do sleep 1000 >/dev/null 2>&1 & done; echo ok"));
+		struct freezer_race fr = {0};
+		snprintf(fr.path, sizeof fr.path, "/sys/fs/cgroup/freezer/cubesandbox/%s/frz4/freezer.state", instance);
+		if (access(fr.path, F_OK) < 0) /* v2 */
+			snprintf(fr.path, sizeof fr.path, "/sys/fs/cgroup/cubesandbox/%s/frz4/cgroup.freeze", instance);
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, keep_freezing, &fr), 0);
+		usleep((useconds_t)(round * 300));
+		long long t0 = cube_mono_ms();
+		kill_ok("frz4", &sb);
+		atomic_store(&fr.stop, true);
+		pthread_join(t, NULL);
+		/* A hang guard, not a speed test. */
+		assert_true(cube_mono_ms() - t0 < 10000);
+		assert_int_equal(count_cgroups("frz4"), 0);
+	}
+}
+
 static void test_start_errors_are_clear(void **s)
 {
 	(void)s;
@@ -1029,6 +1072,7 @@ int main(void)
 		cmocka_unit_test(test_cpu_quota),
 		cmocka_unit_test(test_freeze_and_thaw),
 		cmocka_unit_test(test_kill_and_reclaim_frozen),
+		cmocka_unit_test(test_kill_races_a_freeze),
 		cmocka_unit_test(test_start_errors_are_clear),
 		cmocka_unit_test(test_concurrent_starts),
 		cmocka_unit_test(test_create_kill_latency),
