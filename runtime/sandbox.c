@@ -575,14 +575,19 @@ int rt_kill(const char *id, struct rt_sandbox *sb, cube_err *err)
 	if (sb && sb->pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0); /* PID 1 dies: its PID ns dies */
 	cg_kill_frozen(id); /* a paused sandbox's init would never die and the wait below would hang */
-	if (sb && sb->pid > 0 && forget_child(sb->pid)) {
+	bool child = sb && sb->pid > 0 && forget_child(sb->pid);
+	if (sb && sb->pidfd >= 0) {
 		/* A pause racing this kill may freeze the cgroup again after that thaw, and a frozen task with
-		 * SIGKILL pending never exits: while init lives, thaw again every 200 ms. */
+		 * SIGKILL pending never exits: while init lives, thaw again every 200 ms. (An adopted init, not
+		 * our child, is waited for 10 s at most; cg_destroy below reports what stays.) */
 		struct pollfd pfd = {.fd = sb->pidfd, .events = POLLIN};
+		long long give_up = cube_mono_ms() + 10000;
 		int n;
-		while (sb->pidfd >= 0 && ((n = poll(&pfd, 1, 200)) == 0 || (n < 0 && errno == EINTR)))
+		while (((n = poll(&pfd, 1, 200)) == 0 || (n < 0 && errno == EINTR)) && (child || cube_mono_ms() < give_up))
 			if (n == 0)
 				cg_kill_frozen(id);
+	}
+	if (child) {
 		pid_t r;
 		do
 			r = waitpid(sb->pid, NULL, 0);
