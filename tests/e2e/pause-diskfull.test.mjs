@@ -34,12 +34,18 @@ const free = (d) => { const s = fs.statfsSync(path.join(c.stateDir, d)); return 
 const scratch = (d) => fs.readdirSync(path.join(c.stateDir, d), { recursive: true }).filter((n) => /(^|\/)\./.test(n));
 const counter = async (sbx) => Number((await sbx.commands.run('cat /tmp/counter')).stdout);
 
-async function prepare(Sandbox) {
+// fn({Sandbox, sbx, want}) on a sandbox with 80 MB of changes and a background counter; killed after.
+async function withBigSandbox(fn) {
+  const { Sandbox } = await loadSdk('e2b-2.51');
   const sbx = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 120_000 });
-  await sbx.commands.run('head -c 80M /dev/urandom > /home/user/big.bin && echo small > /home/user/small.txt', { timeoutMs: 60_000 });
-  await sbx.commands.run('i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done', { background: true, timeoutMs: 0 });
-  await sleep(300);
-  return { sbx, want: (await sbx.commands.run(SUM)).stdout };
+  try {
+    await sbx.commands.run('head -c 80M /dev/urandom > /home/user/big.bin && echo small > /home/user/small.txt', { timeoutMs: 60_000 });
+    await sbx.commands.run('i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done', { background: true, timeoutMs: 0 });
+    await sleep(300);
+    await fn({ Sandbox, sbx, want: (await sbx.commands.run(SUM)).stdout });
+  } finally {
+    await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
+  }
 }
 
 // Running, not left frozen, its processes and files as before.
@@ -56,69 +62,51 @@ function assertNothingLeft(d) {
   assert.ok(free(d) > 40 << 20, `${d}: only ${free(d) >> 20} MB free again`);
 }
 
-ctest(c, 'a snapshot that does not fit: 507 with the reason, nothing half-written, the sandbox runs on; once it fits, it works', { timeout: 120_000 }, async () => {
-  const { Sandbox } = await loadSdk('e2b-2.51');
-  const { sbx, want } = await prepare(Sandbox);
-  try {
-    await assert.rejects(sbx.createSnapshot(), /No space left on device/);
-    const r = await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/snapshots`, { body: { name: 'too-big' } });
-    assert.equal(r.status, 507, r.text);
-    assert.equal(r.json.code, 507);
-    assert.match(r.json.message, /No space left on device/);
-    assert.deepEqual((await api(c, 'GET', `/snapshots?sandboxID=${sbx.sandboxId}`)).json, []);
-    assert.equal((await api(c, 'GET', '/templates/too-big')).status, 404, 'no template left behind');
-    assertNothingLeft('layers');
-    await assertAlive(sbx, want);
+ctest(c, 'a snapshot that does not fit: 507 with the reason, nothing half-written, the sandbox runs on; once it fits, it works', { timeout: 120_000 }, () => withBigSandbox(async ({ Sandbox, sbx, want }) => {
+  await assert.rejects(sbx.createSnapshot(), /No space left on device/);
+  const r = await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/snapshots`, { body: { name: 'too-big' } });
+  assert.equal(r.status, 507, r.text);
+  assert.equal(r.json.code, 507);
+  assert.match(r.json.message, /No space left on device/);
+  assert.deepEqual((await api(c, 'GET', `/snapshots?sandboxID=${sbx.sandboxId}`)).json, []);
+  assert.equal((await api(c, 'GET', '/templates/too-big')).status, 404, 'no template left behind');
+  assertNothingLeft('layers');
+  await assertAlive(sbx, want);
 
-    await sbx.commands.run('rm /home/user/big.bin');
-    const snap = await sbx.createSnapshot();
-    const kid = await Sandbox.create(snap.snapshotId, c.sdkOpts);
-    assert.equal(await kid.files.read('/home/user/small.txt'), 'small\n');
-    await kid.kill();
-    await sbx.kill();
-    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
-  } finally {
-    await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
-  }
-});
+  await sbx.commands.run('rm /home/user/big.bin');
+  const snap = await sbx.createSnapshot();
+  const kid = await Sandbox.create(snap.snapshotId, c.sdkOpts);
+  assert.equal(await kid.files.read('/home/user/small.txt'), 'small\n');
+  await kid.kill();
+  await sbx.kill();
+  assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, c.sdkOpts), true);
+}));
 
-ctest(c, 'a pause to disk that does not fit: 507, the sandbox keeps running with its processes; once it fits, it works', { timeout: 120_000 }, async () => {
-  const { Sandbox } = await loadSdk('e2b-2.51');
-  const { sbx, want } = await prepare(Sandbox);
-  try {
-    await assert.rejects(sbx.pause({ keepMemory: false }), /No space left on device/);
-    const r = await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/pause`, { body: { memory: false } });
-    assert.equal(r.status, 507, r.text);
-    assert.match(r.json.message, /No space left on device/);
-    assert.equal((await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'running');
-    assertNothingLeft('disk');
-    await assertAlive(sbx, want);
+ctest(c, 'a pause to disk that does not fit: 507, the sandbox keeps running with its processes; once it fits, it works', { timeout: 120_000 }, () => withBigSandbox(async ({ Sandbox, sbx, want }) => {
+  await assert.rejects(sbx.pause({ keepMemory: false }), /No space left on device/);
+  const r = await api(c, 'POST', `/sandboxes/${sbx.sandboxId}/pause`, { body: { memory: false } });
+  assert.equal(r.status, 507, r.text);
+  assert.match(r.json.message, /No space left on device/);
+  assert.equal((await Sandbox.getInfo(sbx.sandboxId, c.sdkOpts)).state, 'running');
+  assertNothingLeft('disk');
+  await assertAlive(sbx, want);
 
-    await sbx.commands.run('rm /home/user/big.bin');
-    assert.equal(await sbx.pause({ keepMemory: false }), true);
-    assert.equal((await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`)).json.pausedTo, 'disk');
-    await sbx.connect();
-    assert.equal(await sbx.files.read('/home/user/small.txt'), 'small\n');
-  } finally {
-    await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
-  }
-});
+  await sbx.commands.run('rm /home/user/big.bin');
+  assert.equal(await sbx.pause({ keepMemory: false }), true);
+  assert.equal((await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`)).json.pausedTo, 'disk');
+  await sbx.connect();
+  assert.equal(await sbx.files.read('/home/user/small.txt'), 'small\n');
+}));
 
-ctest(c, 'an eviction that does not fit: 507 from the CLI, the sandbox stays paused in memory and resumes where it stopped', { timeout: 120_000 }, async () => {
-  const { Sandbox } = await loadSdk('e2b-2.51');
-  const { sbx, want } = await prepare(Sandbox);
-  try {
-    assert.equal(await sbx.pause(), true);
-    const r = await run(bin.cli, ['--socket', c.socket, 'sandbox', 'evict', sbx.sandboxId], { timeoutMs: 60_000 });
-    assert.equal(r.code, 1, r.stdout);
-    assert.match(r.stderr, /507.*No space left on device/);
-    const info = await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`);
-    assert.equal(info.json.state, 'paused');
-    assert.equal(info.json.pausedTo, 'memory');
-    assertNothingLeft('disk');
-    await sbx.connect();
-    await assertAlive(sbx, want);
-  } finally {
-    await api(c, 'DELETE', `/sandboxes/${sbx.sandboxId}`).catch(() => null);
-  }
-});
+ctest(c, 'an eviction that does not fit: 507 from the CLI, the sandbox stays paused in memory and resumes where it stopped', { timeout: 120_000 }, () => withBigSandbox(async ({ sbx, want }) => {
+  assert.equal(await sbx.pause(), true);
+  const r = await run(bin.cli, ['--socket', c.socket, 'sandbox', 'evict', sbx.sandboxId], { timeoutMs: 60_000 });
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stderr, /507.*No space left on device/);
+  const info = await api(c, 'GET', `/sandboxes/${sbx.sandboxId}`);
+  assert.equal(info.json.state, 'paused');
+  assert.equal(info.json.pausedTo, 'memory');
+  assertNothingLeft('disk');
+  await sbx.connect();
+  await assertAlive(sbx, want);
+}));
