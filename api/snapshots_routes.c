@@ -64,7 +64,7 @@ static void snapshot_body(http_req *req, const char *id, const char *body, size_
 	ctx->req = req;
 	http_req_set_data(req, ctx);
 	http_req_on_close(req, snap_client_gone);
-	snap_create(sb, json_is_string(name) ? json_string_value(name) : NULL, on_snapshot, ctx);
+	snap_create(sb, json_is_string(name) ? json_string_value(name) : NULL, false, on_snapshot, ctx);
 	json_decref(root);
 }
 
@@ -157,6 +157,9 @@ static void fork_finish(struct fork_ctx *ctx)
 				sbx_kill(id, &kerr);
 		}
 	}
+	/* No fork started (or the client went and they were killed): the snapshot goes now. */
+	if (ctx->snap_id[0])
+		snap_release(ctx->snap_id);
 	json_decref(ctx->results);
 	json_decref(ctx->metadata);
 	json_decref(ctx->env_vars);
@@ -256,7 +259,7 @@ static void fork_body(http_req *req, const char *id, const char *body, size_t le
 	ctx->env_vars = json_deep_copy(sb->env_vars);
 	http_req_set_data(req, ctx);
 	http_req_on_close(req, fork_client_gone);
-	snap_create(sb, NULL, on_fork_snapshot, ctx);
+	snap_create(sb, NULL, true, on_fork_snapshot, ctx);
 }
 
 void api_sandbox_fork(http_req *req, const char *id)

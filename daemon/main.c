@@ -19,6 +19,7 @@
 #include "daemon/eviction.h"
 #include "daemon/pool.h"
 #include "daemon/sandboxes.h"
+#include "daemon/snapshots.h"
 #include "daemon/templates.h"
 #include "image/template.h"
 #include "net/net.h"
@@ -281,6 +282,7 @@ int main(int argc, char **argv)
 				  .uid_base = o.uid_base, .uid_count = o.uid_count};
 	if (tjobs_init(&tc, &err) < 0)
 		return die("template jobs", &err);
+	snap_sweep(); /* forks' snapshots whose last sandbox went while cubed was down */
 	if (pool_init(loop, &err) < 0)
 		return die("pool", &err);
 	struct evict_config ec = {.idle_s = o.evict_after_s, .cap_pct = o.evict_above_pct,

@@ -300,6 +300,10 @@ static void kill_done(uv_work_t *w, int status)
 		log_info("sandbox %s destroyed", kw->sb->id);
 	metrics_observe("cube_sandbox_kill_seconds", "Time to destroy a sandbox (kill, reap, remove cgroups).", "",
 			(double)kw->ns / 1e9);
+	/* Destroyed (nothing mounts its layers any more): a fork's snapshot may have lost its last user. */
+	snap_release(kw->sb->template_id);
+	if (strcmp(sbx_layers_template(kw->sb), kw->sb->template_id) != 0)
+		snap_release(sbx_layers_template(kw->sb));
 	sandbox_unref(kw->sb);
 	free(kw);
 }

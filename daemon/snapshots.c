@@ -34,6 +34,7 @@ struct snap_work {
 	char upper[PATH_MAX], scratch[PATH_MAX + 64];
 	int no_upper;                    /* paused to disk: no writable layer, only the saved ones */
 	int freeze;                      /* running: freeze it first (in the worker, never on the loop) */
+	bool fork;                       /* the snapshot behind a fork: deleted with its last sandbox */
 	char *flat[RT_MAX_LAYERS];       /* a chain too deep: the sandbox's template layers (dirs) above its root's, */
 	size_t n_flat;                   /* merged with its own into one layer (0 = a layer above them, as usual) */
 	size_t n_kept;                   /* flattened: the chain root's layers, kept below the merged one (shared) */
@@ -182,9 +183,10 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 	json_object_set_new(doc, "layers", layers);
 	json_object_set_new(doc, "name", json_string(sw->snap_id));
 	json_object_set_new(doc, "aliases", sw->name[0] ? json_pack("[s]", sw->name) : json_array());
-	json_object_set_new(doc, "snapshot", json_pack("{s:s,s:s,s:s,s:b,s:I}", "sandboxID", sw->sandbox_id, "template",
-						       parent->name, "root", root_name, "flattened", sw->n_flat > 0,
-						       "createdMs", (json_int_t)cube_now_ms()));
+	json_object_set_new(doc, "snapshot", json_pack("{s:s,s:s,s:s,s:b,s:b,s:I}", "sandboxID", sw->sandbox_id,
+						       "template", parent->name, "root", root_name, "flattened",
+						       sw->n_flat > 0, "fork", sw->fork, "createdMs",
+						       (json_int_t)cube_now_ms()));
 	return doc;
 }
 
@@ -267,7 +269,7 @@ static bool valid_name(const char *s)
 	return true;
 }
 
-void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
+void snap_create(struct sandbox *sb, const char *name, bool fork, snap_cb cb, void *arg)
 {
 	cube_err err = {0};
 	if (sb->state != SBX_RUNNING && sb->state != SBX_PAUSED) {
@@ -304,6 +306,7 @@ void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg)
 	snprintf(sw->sandbox_id, sizeof sw->sandbox_id, "%s", sb->id);
 	snprintf(sw->template_id, sizeof sw->template_id, "%s", sbx_layers_template(sb)); /* after a rollback: the snapshot's */
 	snprintf(sw->name, sizeof sw->name, "%s", name ? name : "");
+	sw->fork = fork;
 	memcpy(sw->snap_id, "snap", 4);
 	cube_random_alnum(sw->snap_id + 4, 16);
 	snprintf(sw->scratch, sizeof sw->scratch, "%s/.copy-snap-%s", tjobs_layers_dir(), sw->snap_id);
@@ -373,6 +376,37 @@ void snap_rollback(struct sandbox *sb, const char *snapshot_ref, sbx_create_cb c
 		return;
 	}
 	sbx_restart(sb, snap, cb, arg);
+}
+
+/* ---- forks' snapshots: gone with their last sandbox ---- */
+
+void snap_release(const char *template_name)
+{
+	/* Most sandboxes run on a template: only snapshot ids ("snap…") are worth reading a document for. */
+	const struct tpl *t = template_name && strncmp(template_name, "snap", 4) == 0 ? tpl_find(template_name) : NULL;
+	json_t *doc = t ? snapshot_doc(t) : NULL;
+	bool fork = json_is_true(json_object_get(json_object_get(doc, "snapshot"), "fork"));
+	json_decref(doc);
+	if (!fork)
+		return;
+	char name[128];
+	snprintf(name, sizeof name, "%s", t->name);
+	cube_err err = {0};
+	if (tjobs_delete_template(name, 0, &err) == 0)
+		log_info("snapshot %s of a fork deleted: no sandbox uses it any more", name);
+	else if (err.status != 409) /* 409: still in use */
+		log_error("snapshot %s of a fork: %s", name, err.msg);
+}
+
+void snap_sweep(void)
+{
+	char (*names)[128] = calloc(tpl_count() + 1, sizeof *names);
+	size_t n = 0;
+	for (size_t i = 0; names && i < tpl_count(); i++) /* copied first: a delete reloads the registry */
+		snprintf(names[n++], sizeof names[0], "%s", tpl_at(i)->name);
+	for (size_t i = 0; i < n; i++)
+		snap_release(names[i]);
+	free(names);
 }
 
 /* ---- listing ---- */

@@ -6,6 +6,8 @@
 #ifndef CUBE_DAEMON_SNAPSHOTS_H
 #define CUBE_DAEMON_SNAPSHOTS_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "common/error.h"
@@ -14,9 +16,16 @@
 /* info: SnapshotInfo {snapshotID, names} (new reference) or NULL with err. */
 typedef void (*snap_cb)(json_t *info, const cube_err *err, void *arg);
 
-/* name may be NULL. Errors: 409 (sandbox not running or paused, a snapshot in progress, name in use),
- * 400 (bad name), 500. cb may run before this returns. */
-void snap_create(struct sandbox *sb, const char *name, snap_cb cb, void *arg);
+/* name may be NULL. fork: the snapshot behind a fork, deleted once no sandbox uses it (snap_release).
+ * Errors: 409 (sandbox not running or paused, a snapshot in progress, name in use), 400 (bad name), 500.
+ * cb may run before this returns. */
+void snap_create(struct sandbox *sb, const char *name, bool fork, snap_cb cb, void *arg);
+/* template_name lost a user (a sandbox was destroyed, a fork ended): if it is a fork's snapshot that no
+ * sandbox uses any more, delete it as DELETE /templates/{id} would. Anything else is left alone. */
+void snap_release(const char *template_name);
+/* At start, once sandboxes are adopted: snap_release for every fork's snapshot (their last sandbox may
+ * have gone while cubed was down). */
+void snap_sweep(void);
 /* Restore the files of a snapshot: restart sb in place (sbx_restart) on the snapshot's layers. Errors:
  * 404 unknown snapshot (or a template that is not one), 409 a snapshot of another template's sandbox,
  * and sbx_restart's. cb as for sbx_restart; it may run before this returns. */

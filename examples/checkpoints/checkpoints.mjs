@@ -100,7 +100,8 @@ try {
 } finally {
   await sbx.kill()
   for (const s of others) await s.kill().catch(() => null)
-  // The snapshots taken here, the fork's included (they outlive their sandboxes until deleted).
+  // The snapshot taken here outlives its sandbox until deleted. (The fork's own snapshot goes by itself
+  // with the last fork; if it is still listed, deleting it is harmless.)
   for (const s of await Sandbox.listSnapshots({ sandboxId: sbx.sandboxId }).nextItems()) {
     await Sandbox.deleteSnapshot(s.snapshotId)
   }

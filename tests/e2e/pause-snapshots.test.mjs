@@ -7,7 +7,7 @@ import { after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { useCubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin, waitFor } from './harness.mjs';
+import { useCubed, Cubed, forEachSdk, ctest, loadSdk, api, sha256, templatesDir, run, bin, waitFor, sleep } from './harness.mjs';
 
 // A private templates dir (snapshots are written there as templates), with the shared base template.
 const tplDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-snap-tpl-'));
@@ -193,6 +193,66 @@ forEachSdk(c, 'fork of 5: each fork has the files, their writes stay private, th
     await assert.rejects(Sandbox.fork('inosuchsandbox', { ...c.sdkOpts, count: 1 }), sdk.SandboxNotFoundError);
   } finally {
     await Promise.all(forks.filter((f) => !(f instanceof Error)).map((f) => f.kill().catch(() => null)));
+  }
+});
+
+ctest(c, "a fork's snapshot lives as long as a sandbox uses it; also across kill -9 of cubed", { timeout: 120_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const src = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 120_000 });
+  const forkSnaps = async () => (await allSnapshots(Sandbox, { sandboxId: src.sandboxId })).map((s) => s.snapshotId);
+  const layerDirs = () => { const d = path.join(c.stateDir, 'layers', 'sha256'); return fs.existsSync(d) ? fs.readdirSync(d) : []; };
+  try {
+    const baseLayers = layerDirs().length;
+    await src.files.write('/home/user/state.txt', 'forked');
+    const forks = await src.fork({ count: 3, timeoutMs: 60_000 });
+    const [snap] = await forkSnaps();
+    assert.ok(snap, 'the fork snapshot is listed while its forks run');
+    // Fork 0 still runs on it; a snapshot of fork 0 stacks on its layer.
+    const kept = await forks[0].createSnapshot();
+    await forks[1].kill();
+    await forks[2].kill();
+    await sleep(300);
+    const listed = async () => (await allSnapshots(Sandbox)).map((x) => x.snapshotId);
+    assert.ok((await listed()).includes(snap), 'in use by fork 0');
+    const child = await Sandbox.create(kept.snapshotId, c.sdkOpts);
+    await forks[0].kill();
+    assert.ok(await waitFor(async () => !(await listed()).includes(snap), 10_000), 'deleted with its last fork');
+    // Its layer stays while a snapshot above it (kept) needs it; the explicit snapshot is never auto-deleted.
+    assert.equal(await child.files.read('/home/user/state.txt'), 'forked');
+    await child.kill();
+    await sleep(300);
+    assert.ok((await listed()).includes(kept.snapshotId), 'an explicit snapshot stays');
+    assert.equal(await Sandbox.deleteSnapshot(kept.snapshotId, c.sdkOpts), true);
+    assert.ok(await waitFor(() => layerDirs().length === baseLayers, 10_000), 'layers of both snapshots removed');
+
+    // The last fork killed just before a kill -9: after the restart the snapshot is gone either way.
+    const [f] = await src.fork({ count: 1, timeoutMs: 60_000 });
+    const [snap2] = await forkSnaps();
+    await f.kill();
+    await c.kill9();
+    await c.restart();
+    assert.deepEqual(await forkSnaps(), [], `${snap2} survived`);
+  } finally {
+    await src.kill().catch(() => null);
+  }
+});
+
+ctest(c, "a fork that starts nothing (a full node) leaves no snapshot behind", { timeout: 60_000 }, async () => {
+  const { Sandbox } = await loadSdk('e2b-2.51');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cube-e2e-fullfork-tpl-'));
+  fs.symlinkSync(path.join(templatesDir, 'base'), path.join(dir, 'base'));
+  const full = new Cubed({ extraArgs: ['--templates-dir', dir, '--max-sandboxes', '1'] });
+  await full.start();
+  try {
+    const src = await Sandbox.create({ ...full.sdkOpts, timeoutMs: 60_000 });
+    const r = await api(full, 'POST', `/sandboxes/${src.sandboxId}/fork`, { body: { count: 2 } });
+    assert.equal(r.status, 201, r.text);
+    assert.deepEqual(r.json.map((x) => x.error?.code), [429, 429]);
+    assert.deepEqual((await api(full, 'GET', '/snapshots')).json, []);
+    assert.deepEqual(fs.readdirSync(dir), ['base'], 'no snapshot template left');
+  } finally {
+    await full.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
