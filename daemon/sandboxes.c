@@ -1123,12 +1123,18 @@ void sbx_restart(struct sandbox *sb, const struct tpl *t, sbx_create_cb cb, void
 	envd_log_detach(sb);
 	net_sandbox_destroy(sb->net);
 	sb->net = NULL;
+	char left[sizeof sb->layers_tpl];
+	snprintf(left, sizeof left, "%s", sbx_layers_template(sb));
 	snprintf(sb->layers_tpl, sizeof sb->layers_tpl, "%s", strcmp(t->name, sb->template_id) ? t->name : "");
+	bool moved = strcmp(left, sbx_layers_template(sb)) != 0;
 	json_decref(sb->disk); /* the new layers replace what pauses to disk saved (removed once it runs) */
 	sb->disk = NULL;
 	sbx_log(sb, "info", "sandbox restarting on the layers of %s", t->name);
-	start(sb, t, &policy, NULL, 1, cb, arg);
+	start(sb, t, &policy, NULL, 1, cb, arg); /* sb may be gone when this returns */
 	net_policy_free(&policy);
+	/* A fork's snapshot it ran on (after an earlier rollback) may have lost its last user. */
+	if (moved)
+		snap_release(left);
 }
 
 /* ---- pause to disk ---- */

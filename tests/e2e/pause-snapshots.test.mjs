@@ -232,6 +232,25 @@ ctest(c, "a fork's snapshot lives as long as a sandbox uses it; also across kill
     await c.kill9();
     await c.restart();
     assert.deepEqual(await forkSnaps(), [], `${snap2} survived`);
+
+    // A sandbox rolled back onto a fork's snapshot uses it; rolled back away again, it releases it.
+    const [g] = await src.fork({ count: 1, timeoutMs: 60_000 });
+    const [snap3] = await forkSnaps();
+    const b = await Sandbox.create({ ...c.sdkOpts, timeoutMs: 60_000 });
+    const rb = (to) => api(c, 'POST', `/sandboxes/${b.sandboxId}/rollback`, { body: { snapshotID: to } });
+    try {
+      assert.equal((await rb(snap3)).status, 200);
+      await g.kill();
+      await sleep(300);
+      assert.ok((await listed()).includes(snap3), 'in use by the rolled-back sandbox');
+      const other = await src.createSnapshot();
+      assert.equal((await rb(other.snapshotId)).status, 200);
+      assert.ok(await waitFor(async () => !(await listed()).includes(snap3), 10_000), 'released by the rollback away');
+      await b.kill();
+      assert.equal(await Sandbox.deleteSnapshot(other.snapshotId, c.sdkOpts), true);
+    } finally {
+      await b.kill().catch(() => null);
+    }
   } finally {
     await src.kill().catch(() => null);
   }
