@@ -104,18 +104,25 @@ static json_t *snapshot_doc(const struct tpl *t)
 	return doc;
 }
 
-/* The template at the root of t's snapshot chain (t itself when it is not a snapshot); *flattened (if not
- * NULL): t is a snapshot that holds its chain, above the root's layers, in one layer. */
-static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
+/* The template at the root of the chain of the template whose template.json is doc (named self when it is
+ * not a snapshot); *flattened (if not NULL): it is a snapshot that holds its chain, above the root's
+ * layers, in one layer. */
+static void doc_root(json_t *doc, const char *self, char *out, size_t n, bool *flattened)
 {
-	json_t *doc = snapshot_doc(t);
 	json_t *s = json_object_get(doc, "snapshot");
 	if (flattened)
 		*flattened = json_is_true(json_object_get(s, "flattened"));
 	const char *root = json_string_value(json_object_get(s, "root"));
 	if (!root)
 		root = json_string_value(json_object_get(s, "template"));
-	snprintf(out, n, "%s", root ? root : t->name);
+	snprintf(out, n, "%s", root ? root : self);
+}
+
+/* doc_root of t's own template.json. */
+static void root_of(const struct tpl *t, char *out, size_t n, bool *flattened)
+{
+	json_t *doc = snapshot_doc(t);
+	doc_root(doc, t->name, out, n, flattened);
 	json_decref(doc);
 }
 
@@ -179,7 +186,7 @@ static json_t *template_doc(const struct snap_work *sw, cube_err *err)
 		json_array_append_new(layers, json_sprintf("template/%s", parent->name));
 	/* The lineage survives a flattening: the template at the root of the chain. */
 	char root_name[128];
-	root_of(parent, root_name, sizeof root_name, NULL);
+	doc_root(doc, parent->name, root_name, sizeof root_name, NULL);
 	json_object_set_new(doc, "layers", layers);
 	json_object_set_new(doc, "name", json_string(sw->snap_id));
 	json_object_set_new(doc, "aliases", sw->name[0] ? json_pack("[s]", sw->name) : json_array());
