@@ -63,6 +63,14 @@ static void assert_argv(const struct criu_argv *a, const char *const *want)
 	assert_null(a->argv[a->argc]);
 }
 
+/* opts with field set to value must be refused by build (e.g. criu_dump_argv); uses the test's `a`. */
+#define assert_refused(build, opts, field, value)                                                          \
+	do {                                                                                                 \
+		__typeof__(opts) bad_ = (opts);                                                              \
+		bad_.field = (value);                                                                        \
+		assert_int_equal(build(&bad_, &a), -1);                                                      \
+	} while (0)
+
 static void test_dump_argv(void **s)
 {
 	(void)s;
@@ -81,27 +89,13 @@ static void test_dump_argv(void **s)
 	assert_argv(&a, want);
 
 	/* refused: no pid or the host's init, relative or option-breaking paths */
-	struct criu_dump_opts bad = o;
-	bad.pid = 1;
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
-	bad = o;
-	bad.netns_ino = 0;
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
-	bad = o;
-	bad.images_dir = "relative/dir";
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
-	bad = o;
-	bad.images_dir = "/x/a]:b";
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
-	bad = o;
-	bad.freezer_cgroup = "/sys/fs/cgroup/a,b";
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
-	bad = o;
-	bad.criu = "/usr/sbin/cr\niu";
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
-	bad = o;
-	bad.envd_mount = NULL;
-	assert_int_equal(criu_dump_argv(&bad, &a), -1);
+	assert_refused(criu_dump_argv, o, pid, 1);
+	assert_refused(criu_dump_argv, o, netns_ino, 0);
+	assert_refused(criu_dump_argv, o, images_dir, "relative/dir");
+	assert_refused(criu_dump_argv, o, images_dir, "/x/a]:b");
+	assert_refused(criu_dump_argv, o, freezer_cgroup, "/sys/fs/cgroup/a,b");
+	assert_refused(criu_dump_argv, o, criu, "/usr/sbin/cr\niu");
+	assert_refused(criu_dump_argv, o, envd_mount, NULL);
 }
 
 static void test_restore_argv(void **s)
@@ -128,19 +122,13 @@ static void test_restore_argv(void **s)
 	assert_int_equal(a.argc, CUBE_ARRAY_LEN(want) - 1 - 2);
 	assert_string_equal(a.argv[a.argc - 1], "fd[3]:cube-net");
 
+	assert_refused(criu_restore_argv, o, netns_fd, -1);
 	struct criu_restore_opts bad = o;
-	bad.netns_fd = -1;
-	assert_int_equal(criu_restore_argv(&bad, &a), -1);
-	bad = o;
 	bad.stdio_fd = 4;
 	bad.stdio_ino = 0; /* a pipe to hand in, but no inode to match it */
 	assert_int_equal(criu_restore_argv(&bad, &a), -1);
-	bad = o;
-	bad.envd_path = "/opt/cube:x/cube-envd";
-	assert_int_equal(criu_restore_argv(&bad, &a), -1);
-	bad = o;
-	bad.root = NULL;
-	assert_int_equal(criu_restore_argv(&bad, &a), -1);
+	assert_refused(criu_restore_argv, o, envd_path, "/opt/cube:x/cube-envd");
+	assert_refused(criu_restore_argv, o, root, NULL);
 	/* a path too long for the argument buffer is refused, not cut */
 	char *longp = malloc(PATH_MAX);
 	memset(longp, 'a', PATH_MAX - 1);
